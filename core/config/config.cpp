@@ -1,0 +1,2 @@
+// Placeholder translation unit; config loading lands here.
+namespace dape {}

@@ -1,0 +1,83 @@
+/*
+ * Helpers shared by the unit tests: random inputs, error measures, and a central finite-
+ * difference gradient checker in double precision.
+ */
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "common/rng.h"
+
+namespace dape::test {
+
+inline std::vector<double> random_vector(size_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  Rng r(seed, 17);
+  std::vector<double> v(n);
+  for (auto& x : v) x = r.uniform(lo, hi);
+  return v;
+}
+
+template <class A, class B>
+double max_abs_diff(const std::vector<A>& a, const std::vector<B>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double m = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    m = std::max(m, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+  return m;
+}
+
+template <class A>
+double max_abs(const std::vector<A>& a) {
+  double m = 0;
+  for (auto x : a) m = std::max(m, std::fabs(static_cast<double>(x)));
+  return m;
+}
+
+// max |a - b| / max(1, max |b|): the golden files' error measure.
+template <class A, class B>
+double scaled_error(const std::vector<A>& a, const std::vector<B>& b) {
+  return max_abs_diff(a, b) / std::max(1.0, max_abs(b));
+}
+
+// Central finite differences of a scalar function of x (double), one coordinate at a time:
+// g[i] ≈ (f(x + h e_i) − f(x − h e_i)) / 2h. `loss` may read x freely; x is restored.
+inline std::vector<double> finite_difference_gradient(std::vector<double>& x,
+                                                      const std::function<double()>& loss,
+                                                      double h = 1e-6) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double saved = x[i];
+    x[i] = saved + h;
+    const double fp = loss();
+    x[i] = saved - h;
+    const double fm = loss();
+    x[i] = saved;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+// Asserts analytic ≈ numeric: |a − n| ≤ atol + rtol·|n| element-wise, reporting the worst.
+inline void expect_gradients_close(const std::vector<double>& analytic,
+                                   const std::vector<double>& numeric, double rtol, double atol,
+                                   const std::string& what) {
+  ASSERT_EQ(analytic.size(), numeric.size()) << what;
+  size_t worst = 0;
+  double worst_excess = -1;
+  for (size_t i = 0; i < analytic.size(); ++i) {
+    double excess = std::fabs(analytic[i] - numeric[i]) - (atol + rtol * std::fabs(numeric[i]));
+    if (excess > worst_excess) {
+      worst_excess = excess;
+      worst = i;
+    }
+  }
+  EXPECT_LE(worst_excess, 0.0) << what << ": element " << worst << " analytic " << analytic[worst]
+                               << " vs finite difference " << numeric[worst];
+}
+
+}  // namespace dape::test
