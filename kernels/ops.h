@@ -110,6 +110,8 @@ class Ops {
                              int pos_offset, double base) = 0;
 
   // ---- attention core (kernels/attention.h) --------------------------------------------------
+  // Whether this backend implements `impl` (the reference is always there).
+  virtual bool has_attention(AttentionImpl impl) const = 0;
   // out [B, N, H, D]; lse [B, H, N] (log-sum-exp of each softmax row, saved for backward).
   virtual void attention_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                  AttentionImpl impl) = 0;

@@ -1,2 +1,66 @@
-// The `dape` command (placeholder until the subcommands land).
-int main() { return 0; }
+/*
+ * `dape`: one binary, subcommands for every stage of the work (DESIGN.md §8).
+ *
+ * Exit status: 0 success; 1 bad input or a failed check (the message says what and where);
+ * 2 bad command-line usage; 3 an internal error (a bug: please report the message).
+ */
+#include <omp.h>
+
+#include <cstdio>
+#include <map>
+
+#include "common/check.h"
+#include "common/log.h"
+#include "kernels/cuda_device.h"
+#include "launcher/commands.h"
+
+#ifndef DAPE_VERSION
+#define DAPE_VERSION "dev"
+#endif
+
+int main(int argc, char** argv) {
+  using namespace dape;
+  CLI::App app{"dape: train transformers with data-adaptive positional encoding (DAPE)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", [] {
+    CudaDevices cuda = query_cuda_devices();
+    std::string v = std::string("dape ") + DAPE_VERSION + "\nCPU threads: " + std::to_string(omp_get_max_threads());
+    v += cuda.count > 0 ? "\nCUDA devices:\n" + cuda.description : "\nCUDA: " + cuda.reason;
+    return v;
+  });
+  GlobalOptions global;
+  app.add_option("--log-level", global.log_level, "trace|debug|info|warn|error")->capture_default_str();
+  app.add_option("--threads", global.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)")
+      ->check(CLI::NonNegativeNumber);
+
+  // Subcommand name -> what it runs (each add_* registers the subcommand of that name).
+  std::map<std::string, CommandFn> commands = {
+      {"prepare", add_prepare_command(app, global)}, {"train", add_train_command(app, global)},
+      {"eval", add_eval_command(app, global)},       {"golden", add_golden_command(app, global)},
+      {"inspect", add_inspect_command(app, global)},
+  };
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    init_logging(global.log_level);
+    if (global.threads > 0) omp_set_num_threads(global.threads);
+    for (CLI::App* sub : app.get_subcommands()) return commands.at(sub->get_name())();
+    return 2;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const InternalError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 3;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "internal error: %s\n", e.what());
+    return 3;
+  }
+}

@@ -1,0 +1,90 @@
+#include "core/model/param_store.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/checksum.h"
+#include "common/rng.h"
+
+namespace dape {
+
+void ParamStore::add(ParamSpec spec) {
+  DAPE_CHECK(!allocated(), "parameter '{}' added after allocation", spec.name);
+  DAPE_CHECK(!index_.count(spec.name), "parameter '{}' registered twice", spec.name);
+  DAPE_CHECK(spec.shape.numel() > 0, "parameter '{}' has empty shape {}", spec.name, spec.shape.str());
+  index_[spec.name] = views_.size();
+  ParamView v;
+  v.spec = std::move(spec);
+  views_.push_back(std::move(v));
+}
+
+void ParamStore::allocate(Ops& ops, bool with_grads) {
+  DAPE_CHECK(!allocated(), "parameters allocated twice");
+  // Decayed tensors first, then the rest; registration order within a group.
+  std::stable_sort(views_.begin(), views_.end(), [](const ParamView& a, const ParamView& b) {
+    return a.spec.group < b.spec.group;
+  });
+  index_.clear();
+  total_ = 0;
+  for (size_t i = 0; i < views_.size(); ++i) {
+    index_[views_[i].spec.name] = i;
+    views_[i].offset = total_;
+    total_ += views_[i].spec.shape.numel();
+  }
+  values_ = ops.float_buffer({total_});
+  if (with_grads) grads_ = ops.float_buffer({total_});
+  for (auto& v : views_) {
+    v.value = values_.tensor().slice(v.offset, v.spec.shape);
+    if (with_grads) v.grad = grads_.tensor().slice(v.offset, v.spec.shape);
+  }
+  ops.fill(values_, 0.0);
+  if (with_grads) ops.fill(grads_, 0.0);
+}
+
+const ParamView& ParamStore::view(const std::string& name) const {
+  auto it = index_.find(name);
+  DAPE_CHECK(it != index_.end(), "no parameter named '{}'", name);
+  return views_[it->second];
+}
+
+std::pair<int64_t, int64_t> ParamStore::group_range(ParamGroup g) const {
+  int64_t begin = -1, end = -1;
+  for (const auto& v : views_) {
+    if (v.spec.group != g) continue;
+    if (begin < 0) begin = v.offset;
+    end = v.offset + v.spec.shape.numel();
+  }
+  if (begin < 0) return {0, 0};
+  return {begin, end};
+}
+
+void ParamStore::initialize(Ops& ops, uint64_t seed) {
+  DAPE_CHECK(allocated(), "initialize before allocate");
+  std::vector<double> host;
+  for (const auto& v : views_) {
+    const auto& s = v.spec;
+    host.assign(s.shape.numel(), 0.0);
+    Rng rng(seed, xxh64(s.name.data(), s.name.size()));
+    for (auto& x : host) {
+      switch (s.init) {
+        case InitKind::normal: x = s.a * rng.normal(); break;
+        case InitKind::uniform: x = rng.uniform(s.a, s.b); break;
+        case InitKind::constant: x = s.a; break;
+      }
+      if (!std::isnan(s.clamp_min)) x = std::max(x, s.clamp_min);
+    }
+    ops.copy_from_host(v.value, host.data(), DType::f64);
+  }
+  zero_grads(ops);
+}
+
+void ParamStore::zero_grads(Ops& ops) {
+  if (grads_.defined()) ops.fill(grads_, 0.0);
+}
+
+void ParamStore::apply_clamps(Ops& ops) {
+  for (const auto& v : views_)
+    if (!std::isnan(v.spec.clamp_min)) ops.clamp_min(v.value, v.spec.clamp_min);
+}
+
+}  // namespace dape

@@ -1,0 +1,82 @@
+/*
+ * ParamStore: every parameter of the model in one flat buffer, with named views.
+ *
+ * One buffer (and a twin for gradients) keeps the optimizer, gradient clipping, checkpointing
+ * and — later — data-parallel all-reduce to a single contiguous range each, while the model
+ * addresses tensors by name ("layers.3.attn.qkv.weight"). Parameters are laid out by group:
+ * every weight-decayed tensor first, then the rest, so each optimizer group is one contiguous
+ * range. Initialization draws each tensor from its own random stream keyed by (seed, name), so a
+ * tensor's initial values do not depend on which other tensors exist or their order.
+ */
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/ops.h"
+
+namespace dape {
+
+enum class ParamGroup : uint8_t { decay, no_decay };
+
+enum class InitKind : uint8_t {
+  normal,    // N(0, a²)
+  uniform,   // U(a, b)
+  constant,  // a
+};
+
+struct ParamSpec {
+  std::string name;
+  Shape shape;
+  ParamGroup group = ParamGroup::decay;
+  InitKind init = InitKind::constant;
+  double a = 0, b = 0;
+  // Clamp from below after init and after every optimizer update (Kerple's p and a); NaN: none.
+  double clamp_min = std::numeric_limits<double>::quiet_NaN();
+};
+
+struct ParamView {
+  ParamSpec spec;
+  int64_t offset = 0;  // in elements, into the flat buffers
+  Tensor value, grad;
+};
+
+class ParamStore {
+ public:
+  // Registration; the order of add() calls does not change the values init gives a tensor.
+  void add(ParamSpec spec);
+  // Lays out and allocates the flat buffers: values, and gradients (zeroed) unless the model is
+  // only evaluated.
+  void allocate(Ops& ops, bool with_grads = true);
+  bool allocated() const { return values_.defined(); }
+
+  const ParamView& view(const std::string& name) const;
+  bool has(const std::string& name) const { return index_.count(name) > 0; }
+  Tensor value(const std::string& name) const { return view(name).value; }
+  Tensor grad(const std::string& name) const { return view(name).grad; }
+  bool has_grads() const { return grads_.defined(); }
+  const std::vector<ParamView>& views() const { return views_; }
+
+  const Tensor& values() const { return values_.tensor(); }
+  const Tensor& grads() const { return grads_.tensor(); }
+  int64_t size() const { return total_; }
+  // [begin, end) element range of a group (groups are contiguous).
+  std::pair<int64_t, int64_t> group_range(ParamGroup g) const;
+
+  // Draws every tensor from Rng(seed, xxh64(name)), then applies clamps.
+  void initialize(Ops& ops, uint64_t seed);
+  void zero_grads(Ops& ops);
+  // Applies each tensor's clamp_min (after an optimizer update).
+  void apply_clamps(Ops& ops);
+
+ private:
+  std::vector<ParamView> views_;
+  std::map<std::string, size_t> index_;
+  DeviceBuffer values_, grads_;
+  int64_t total_ = 0;
+};
+
+}  // namespace dape

@@ -1,0 +1,29 @@
+/*
+ * The `dape` command's subcommands. Each file cmd_<name>.cpp registers one subcommand on the
+ * CLI11 app; the callback it installs runs when that subcommand is chosen. Options shared by all
+ * (log level, threads) are in GlobalOptions.
+ */
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace dape {
+
+struct GlobalOptions {
+  std::string log_level = "info";
+  int threads = 0;  // 0: OMP_NUM_THREADS or every core
+};
+
+// What a subcommand runs; returns the process exit status.
+using CommandFn = std::function<int()>;
+
+CommandFn add_prepare_command(CLI::App& app, const GlobalOptions& global);
+CommandFn add_train_command(CLI::App& app, const GlobalOptions& global);
+CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global);
+CommandFn add_golden_command(CLI::App& app, const GlobalOptions& global);
+CommandFn add_inspect_command(CLI::App& app, const GlobalOptions& global);
+
+}  // namespace dape

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dape builds and runs with (DESIGN.md §6). Idempotent: does
+# nothing when everything is present. Needs root or sudo.
+set -euo pipefail
+
+PACKAGES=(
+  cmake g++ make pkg-config git
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libdnnl-dev
+  libopenmpi-dev openmpi-bin
+  libprotobuf-dev protobuf-compiler
+  libspdlog-dev libfmt-dev libcli11-dev
+  libzstd-dev libsimdjson-dev libsentencepiece-dev libxxhash-dev
+  python3 python3-numpy python3-matplotlib
+  bible-kjv
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
