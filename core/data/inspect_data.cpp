@@ -171,53 +171,53 @@ std::string inspect_dataset(const std::string& dir, bool verify) {
       std::string line =
           fmt::format("    {:<20} {:>12} tokens  xxh64 {}", s.file(), s.tokens(), hex64(s.xxh64()));
       const std::string path = join_path(dir, s.file());
-      std::vector<std::string> issues;
+      std::vector<std::string> findings;
       if (!path_exists(path)) {
-        issues.push_back(fmt::format("dataset '{}': shard '{}' is MISSING", dir, s.file()));
+        findings.push_back(fmt::format("dataset '{}': shard '{}' is MISSING", dir, s.file()));
         line += "  MISSING";
       } else {
         try {
           TokenShardReader r(path);
           if (r.size() != s.tokens()) {
-            issues.push_back(
+            findings.push_back(
                 fmt::format("dataset '{}': shard '{}' header has {} tokens, manifest "
                             "{}",
                             dir, s.file(), r.size(), s.tokens()));
           }
           if (r.stored_checksum() != s.xxh64()) {
-            issues.push_back(fmt::format("dataset '{}': shard '{}' header checksum {}, manifest {}",
-                                         dir, s.file(), hex64(r.stored_checksum()),
-                                         hex64(s.xxh64())));
+            findings.push_back(
+                fmt::format("dataset '{}': shard '{}' header checksum {}, manifest {}", dir,
+                            s.file(), hex64(r.stored_checksum()), hex64(s.xxh64())));
           }
           if (r.vocab_size() != m.vocab_size()) {
-            issues.push_back(fmt::format("dataset '{}': shard '{}' vocabulary {}, manifest {}", dir,
-                                         s.file(), r.vocab_size(), m.vocab_size()));
+            findings.push_back(fmt::format("dataset '{}': shard '{}' vocabulary {}, manifest {}",
+                                           dir, s.file(), r.vocab_size(), m.vocab_size()));
           }
           if (verify) {
             const uint64_t computed = r.compute_checksum();
             if (computed != r.stored_checksum()) {
-              issues.push_back(
+              findings.push_back(
                   fmt::format("dataset '{}': shard '{}' checksum MISMATCH: stored {}, "
                               "computed {}",
                               dir, s.file(), hex64(r.stored_checksum()), hex64(computed)));
             }
             const std::string bad_id = scan_ids(r);
-            if (!bad_id.empty()) issues.push_back(bad_id);
+            if (!bad_id.empty()) findings.push_back(bad_id);
           }
-          line += issues.empty() ? (verify ? "  OK (verified)" : "  OK (header)") : "  MISMATCH";
+          line += findings.empty() ? (verify ? "  OK (verified)" : "  OK (header)") : "  MISMATCH";
           if (&split == &m.train() && i == 0) {
             first_train_shard = std::move(r);
             have_first_train_shard = true;
           }
         } catch (const Error& e) {
-          issues.push_back(e.what());
+          findings.push_back(e.what());
           line += "  ERROR";
         }
       }
       out += line + "\n";
-      for (const auto& issue : issues) {
-        out += fmt::format("      {}\n", issue);
-        problems.add(issue);
+      for (const auto& finding : findings) {
+        out += fmt::format("      {}\n", finding);
+        problems.add(finding);
       }
     }
   };

@@ -1,5 +1,6 @@
 #include "core/data/prepare.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -56,13 +57,24 @@ void prepare_output_directory(const std::string& dir) {
         foreign.size() > 1 ? fmt::format(" and {} other entries", foreign.size() - 1) : "");
   }
   // An earlier dataset, or the leftovers of an interrupted prepare: replace our own files only.
-  if (is_dataset) fs::remove(manifest_path(dir));
+  if (is_dataset && !fs::remove(manifest_path(dir), ec) && ec) {
+    fail("cannot remove the earlier manifest '{}': {}", manifest_path(dir), ec.message());
+  }
   for (const auto& name : ours) {
     if (!fs::remove(join_path(dir, name), ec) && ec) {
       fail("cannot remove '{}' from the output directory: {}", join_path(dir, name), ec.message());
     }
   }
   fsync_path(dir);
+}
+
+// Whether `inner` is `outer` or lies below it (paths resolved, the last parts may not exist yet).
+bool is_within(const std::string& inner, const std::string& outer) {
+  std::error_code ec;
+  const fs::path a = fs::weakly_canonical(inner, ec), b = fs::weakly_canonical(outer, ec);
+  if (ec) return false;
+  auto [ia, ib] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
+  return ib == b.end() || (std::next(ib) == b.end() && ib->empty());
 }
 
 double entropy_nats(const std::vector<int64_t>& counts) {
@@ -86,6 +98,14 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
   if (options.out_dir.empty()) fail("prepare: no --out directory given");
   if (options.shard_tokens <= 0) {
     fail("prepare: shard_tokens must be > 0, got {}", options.shard_tokens);
+  }
+  for (const auto& in : options.inputs) {
+    if (is_directory(in) && is_within(options.out_dir, in)) {
+      fail(
+          "prepare: output directory '{}' lies inside input directory '{}', whose files would "
+          "be read as documents; choose an output outside the inputs",
+          options.out_dir, in);
+    }
   }
   std::unique_ptr<TextTokenizer> tokenizer = make_tokenizer(options.tokenizer);
   std::unique_ptr<DocumentSource> documents = open_documents(options.inputs, options.format);

@@ -12,8 +12,9 @@
  * [0, 4^k), the smallest power of 4 >= S (so both Feistel halves have k bits), with 6 rounds
  * whose round functions hash (seed, epoch, round, half) with SplitMix64; values >= S are
  * re-encrypted until they land in [0, S) ("cycle walking", which stays a bijection on [0, S)
- * and takes < 4 steps on average since 4^k < 4S). Each call costs a few dozen multiplications
- * and needs no state, so any g can be mapped directly: resuming at step n is free.
+ * and takes at most 4 steps on average since 4^k <= 4S). Each call costs about 20 ns (a few
+ * dozen multiplications; bench/data_bench) and needs no state, so any g can be mapped directly:
+ * resuming at step n is free.
  *
  * The order depends only on (seed, S). A global batch is the list of global indices
  * [step·GB, (step+1)·GB), and data-parallel rank r of R takes the contiguous slice

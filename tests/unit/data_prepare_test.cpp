@@ -254,6 +254,17 @@ TEST(Prepare, RefusesANonEmptyDirectoryThatIsNotADataset) {
                {dir / "file", "not a directory"});
 }
 
+TEST(Prepare, RefusesAnOutputInsideAnInputDirectory) {
+  ScratchDir dir;
+  test::write_bytes(dir / "in/a.txt", "x");
+  expect_error([&] { prepare_dataset(options_for({dir / "in"}, dir / "in/ds", 0)); },
+               {dir / "in/ds", "inside input directory", dir / "in"});
+  expect_error([&] { prepare_dataset(options_for({dir / "in/"}, dir / "in", 0)); },
+               {"inside input directory"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "in/ds"));
+  prepare_dataset(options_for({dir / "in"}, dir / "inside", 0));  // a sibling named alike is fine
+}
+
 TEST(Prepare, ReplacesAnEarlierDatasetWithoutStaleShards) {
   ScratchDir dir;
   test::write_bytes(dir / "a.txt", document_text(300, 1));

@@ -1,5 +1,5 @@
 /*
- * Helpers for the data tests: a scratch directory per test, small file edits, and a check that
+ * Shared code of the data tests: a scratch directory per test, small file edits, and a check that
  * an error's message names what it should.
  */
 #pragma once
