@@ -1,0 +1,69 @@
+/*
+ * prepare: turn text into a dataset directory (token shards + dataset.pbtxt).
+ *
+ *   dape prepare --input PATH... --tokenizer byte --out DIR [--val-fraction F]
+ *
+ * Inputs are plain-text files or directories of them; every file is one document (directories
+ * are walked in sorted order, text_documents.h). Each document is tokenized and followed by the
+ * tokenizer's end-of-document token, then goes to the training or validation split:
+ *
+ *   - with at least 20 documents, whole documents: ⌈F·D⌉ of the D documents, evenly spread over
+ *     the input order (the k-th is document ⌊(2k+1)·D / (2·⌈F·D⌉)⌋), go to validation;
+ *   - with fewer, every document gives its last ⌈F·n⌉ tokens (of n, counting its
+ *     end-of-document token) to validation and the rest, closed by an end-of-document token, to
+ *     training, so even a single book gets a held-out tail.
+ *
+ * (train_val_split.h states the rule exactly.) Each split is written as shards of at most
+ * `shard_tokens` tokens, train_00000.tok, … and val_00000.tok, …; the manifest is written last
+ * and atomically, so a directory with a dataset.pbtxt holds a complete dataset. The output
+ * directory must be new, empty, or an earlier dataset (whose manifest and shards are replaced);
+ * anything else is refused rather than mixed with our files. The same inputs and options give
+ * byte-identical outputs.
+ *
+ * Tokenizers and input formats are small interfaces (tokenizer.h, document_source.h): `byte`
+ * and plain text now; others are rejected with a message naming what is supported.
+ */
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dape::data {
+
+struct PrepareOptions {
+  std::vector<std::string> inputs;
+  // "byte" (see make_tokenizer).
+  std::string tokenizer = "byte";
+  // "auto" | "text" (see open_documents).
+  std::string format = "auto";
+  std::string out_dir;
+  // In [0, 1). 0.01 holds out 1%: ≈43k byte tokens of the 4.3 MB demo Bible, five 8192-token
+  // evaluation chunks.
+  double val_fraction = 0.01;
+  int64_t shard_tokens = int64_t{1} << 28;
+  bool show_progress = true;
+};
+
+struct PrepareSummary {
+  std::string out_dir;
+  int64_t documents = 0;
+  int64_t input_bytes = 0;
+  int64_t train_documents = 0, validation_documents = 0;
+  int64_t train_tokens = 0, validation_tokens = 0;
+  int64_t train_shards = 0, validation_shards = 0;
+  bool split_by_document = false;
+  double seconds = 0;
+  double tokens_per_second = 0;
+  // Unigram entropy of the training split, per token.
+  double train_entropy_nats = 0, train_entropy_bits = 0;
+};
+
+// Throws dape::Error on a missing input, an unsupported tokenizer or format, a refused output
+// directory, an out-of-range option, or inputs that give no training tokens.
+PrepareSummary prepare_dataset(const PrepareOptions& options);
+
+// A few lines for the terminal.
+std::string format_prepare_summary(const PrepareSummary& summary);
+
+}  // namespace dape::data
