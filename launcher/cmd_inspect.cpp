@@ -21,18 +21,21 @@ CommandFn add_inspect_command(CLI::App& app, const GlobalOptions&) {
     const std::string& p = args->path;
     const bool verify = !args->no_verify;
     if (!path_exists(p)) fail("'{}' does not exist", p);
-    std::string report;
-    if (!is_directory(p)) {
-      report = data::inspect_token_shard(p, verify);
-    } else if (path_exists(join_path(p, "dataset.pbtxt"))) {
-      report = data::inspect_dataset(p, verify);
-    } else if (path_exists(join_path(p, "manifest.pb")) || path_exists(join_path(p, "checkpoints")) ||
-               path_exists(join_path(p, "latest"))) {
-      report = inspect_checkpoint(p, verify);
-    } else {
-      fail("'{}' is neither a token shard, a dataset directory (dataset.pbtxt) nor a checkpoint (manifest.pb)", p);
+    auto report = [&]() -> std::string {
+      if (!is_directory(p)) return data::inspect_token_shard(p, verify);
+      if (path_exists(join_path(p, "dataset.pbtxt"))) return data::inspect_dataset(p, verify);
+      if (path_exists(join_path(p, "manifest.pb")) || path_exists(join_path(p, "checkpoints")) ||
+          path_exists(join_path(p, "latest")))
+        return inspect_checkpoint(p, verify);
+      fail("'{}' is neither a token shard, a dataset directory (dataset.pbtxt) nor a checkpoint (manifest.pb)",
+           p);
+    };
+    try {
+      std::printf("%s", report().c_str());
+    } catch (const data::InspectFailure& e) {
+      std::printf("%s", e.report().c_str());  // the whole report, then the problems as the error
+      throw;
     }
-    std::printf("%s", report.c_str());
     return 0;
   };
 }

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <set>
@@ -17,12 +18,48 @@ namespace pb = google::protobuf;
 
 namespace {
 
+// The dotted path of the field written on (0-based) `line` of text-format `text`, found by
+// tracking `name {` / `}` nesting up to that line; "" when the line names no field.
+std::string field_path_at_line(const std::string& text, int line) {
+  std::vector<std::string> stack;
+  std::string last_ident, first_on_line;
+  int cur = 0;
+  for (size_t i = 0; i < text.size() && cur <= line; ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      ++cur;
+      continue;
+    }
+    if (c == '#') {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+    } else if (c == '"' || c == '\'') {
+      for (++i; i < text.size() && text[i] != c && text[i] != '\n'; ++i)
+        if (text[i] == '\\') ++i;
+    } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      size_t j = i;
+      while (j < text.size() && (std::isalnum(static_cast<unsigned char>(text[j])) || text[j] == '_')) ++j;
+      last_ident = text.substr(i, j - i);
+      if (cur == line && first_on_line.empty()) first_on_line = last_ident;
+      i = j - 1;
+    } else if (c == '{' && cur < line) {
+      stack.push_back(last_ident);
+    } else if (c == '}' && cur < line && !stack.empty()) {
+      stack.pop_back();
+    }
+  }
+  if (first_on_line.empty()) return "";
+  std::string path;
+  for (const auto& s : stack) path += s + ".";
+  return path + first_on_line;
+}
+
 class CollectErrors : public pb::io::ErrorCollector {
  public:
-  explicit CollectErrors(std::string source) : source_(std::move(source)) {}
+  CollectErrors(std::string source, const std::string& text) : source_(std::move(source)), input_(text) {}
   void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
     if (!text_.empty()) text_ += "\n";
-    text_ += fmt::format("{}:{}:{}: {}", source_, line + 1, column + 1, message);
+    const std::string field = field_path_at_line(input_, line);
+    text_ += fmt::format("{}:{}:{}: {}{}", source_, line + 1, column + 1, field.empty() ? "" : field + ": ", message);
   }
   void AddWarning(int line, pb::io::ColumnNumber column, const std::string& message) override {
     AddError(line, column, "warning: " + message);
@@ -31,6 +68,7 @@ class CollectErrors : public pb::io::ErrorCollector {
 
  private:
   std::string source_, text_;
+  const std::string& input_;
 };
 
 // Records where each set field of `msg` was written, from the parser's location tree.
@@ -72,7 +110,7 @@ void overlay(pb::Message* dst, const pb::Message& src) {
 
 LoadedConfig parse_text(const std::string& text, const std::string& source) {
   LoadedConfig cfg;
-  CollectErrors errors(source);
+  CollectErrors errors(source, text);
   pb::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
   pb::TextFormat::ParseInfoTree tree;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "common/file_util.h"
 #include "common/json_writer.h"
@@ -9,7 +10,7 @@
 #include "common/progress.h"
 #include "core/checkpoint/checkpoint.h"
 #include "core/data/dataset.h"
-#include "core/data/sample_order.h"
+#include "core/data/train_batch_source.h"
 #include "core/model/decoder.h"
 #include "core/optim/adamw_optimizer.h"
 #include "core/optim/lr_schedule.h"
@@ -66,12 +67,12 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   const int T = tc.seq_len(), micro = tc.micro_batch();
   const int global_batch = tc.global_batch() > 0 ? tc.global_batch() : micro;
   const int accum = global_batch / micro;
-  const int64_t samples = (train_stream.size() - 1) / T;
+  const int64_t samples = data::count_samples(train_stream.size(), T);
   if (samples < global_batch)
     fail("the training split of '{}' has {} tokens: {} samples of {} + 1 tokens, fewer than one "
          "global batch of {}",
          cfg.data().path(), train_stream.size(), samples, T, global_batch);
-  data::SampleOrder order(samples, tc.seed());
+  data::TrainBatchSource batches(train_stream, T, tc.seed());
 
   LrSchedule schedule;
   schedule.peak = tc.lr();
@@ -131,8 +132,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   summary.first_step = state.step;
   const double grad_scale = 1.0 / (static_cast<double>(global_batch) * T);
   const double flops_per_token = model.training_flops_per_token(T);
-  std::vector<int32_t> window(static_cast<size_t>(T) + 1), inputs(static_cast<size_t>(micro) * T),
-      targets(static_cast<size_t>(micro) * T);
+  std::vector<int32_t> inputs(static_cast<size_t>(micro) * T), targets(static_cast<size_t>(micro) * T);
   const auto run_start = Clock::now();
   int64_t tokens_this_run = 0;
   double loss = state.loss;
@@ -150,12 +150,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
     model.params().zero_grads(ops);
     double loss_sum = 0;
     for (int m = 0; m < accum; ++m) {
-      for (int b = 0; b < micro; ++b) {
-        const int64_t sample = order.sample(state.samples_consumed + int64_t{m} * micro + b);
-        train_stream.read(sample * T, int64_t{T} + 1, window.data());
-        std::copy(window.begin(), window.end() - 1, inputs.begin() + int64_t{b} * T);
-        std::copy(window.begin() + 1, window.end(), targets.begin() + int64_t{b} * T);
-      }
+      batches.fill(state.samples_consumed + int64_t{m} * micro, micro, inputs.data(), targets.data());
       loss_sum += model.forward(inputs.data(), targets.data(), micro, T, /*training=*/true, grad_scale);
       model.backward();
     }
