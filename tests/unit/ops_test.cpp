@@ -345,6 +345,31 @@ TEST(OpsEmbedding, RejectsOutOfRangeTokensAndPositions) {
   EXPECT_NO_THROW(ops.embedding_forward(out, good, wte, wpe, 2, 3));  // positions 3, 4, 3, 4
 }
 
+// ---- shape checks at the Ops boundary ----------------------------------------------------------
+
+TEST(OpsShapes, MismatchedShapesAreRejected) {
+  CpuOps ops(DType::f32);
+  auto x = ops.float_buffer({4, 6}), out = ops.float_buffer({4, 6}), w6 = ops.float_buffer({6});
+  auto w5 = ops.float_buffer({5}), stats = ops.float_buffer({4}), stats3 = ops.float_buffer({3});
+  ops.fill(x, 1);
+  ops.fill(w6, 1);
+  ops.fill(w5, 1);
+  EXPECT_THROW(ops.layernorm_forward(out, stats, stats, x, w6, w5), InternalError);          // b
+  EXPECT_THROW(ops.layernorm_backward(x, w6, w5, out, x, w6, stats, stats), InternalError);  // db
+  EXPECT_THROW(ops.layernorm_backward(x, w6, w6, out, x, w6, stats3, stats), InternalError);
+
+  auto wte = ops.float_buffer({3, 6}), wpe_narrow = ops.float_buffer({8, 5});
+  ops.fill(wte, 0);
+  ops.fill(wpe_narrow, 0);
+  auto ids = make_ids(ops, {0, 1, 2, 0});
+  EXPECT_THROW(ops.embedding_forward(out, ids, wte, wpe_narrow, 4, 0), InternalError);
+  EXPECT_THROW(ops.embedding_backward(wte, wpe_narrow, out, ids, 4, 0), InternalError);
+
+  auto w = ops.float_buffer({3, 6}), dw = ops.float_buffer({3, 6}), dout = ops.float_buffer({4, 3});
+  auto db_wrong = ops.float_buffer({4});
+  EXPECT_THROW(ops.matmul_backward(Tensor(), dw, db_wrong, dout, x, w, false), InternalError);
+}
+
 // ---- cross-entropy ---------------------------------------------------------------------------
 
 TEST(OpsCrossEntropy, GradientMatchesFiniteDifferencesWithPadding) {
