@@ -8,8 +8,9 @@
  *     256→256, MLP 256→1024 and 1024→256;
  *   - GPT-NeoX 125M, 1024 tokens (M = 1024): QKV 768→2304, 768→768, 768→3072, 3072→768, and the
  *     LM head 768→50304.
- * Then LayerNorm, GELU and cross-entropy at those sizes, as bytes moved per second (the minimum
- * traffic: each input read once, each output written once) and elements per second.
+ * Then LayerNorm, GELU and cross-entropy at those sizes, and AdamW over 16M parameters, as bytes
+ * moved per second (the minimum traffic: each input read once, each output written once) and
+ * elements per second.
  *
  * Each row: two warm-up calls, then calls repeated until at least 0.5 s have passed; the time
  * is the mean per call. Threads are OpenMP's (set OMP_NUM_THREADS). Prints figures only; never
@@ -135,6 +136,25 @@ void bench_cross_entropy(CpuOps& ops, int64_t rows, int vocab, int64_t padded) {
   print_memory_row("cross_entropy + grad", shape.c_str(), 2 * n * 4, n, sec);
 }
 
+void bench_adamw(CpuOps& ops, int64_t n) {
+  auto p = ops.float_buffer({n}), g = ops.float_buffer({n});
+  auto m = ops.float_buffer({n}), v = ops.float_buffer({n});
+  upload(ops, p, random_floats(n, 12));
+  upload(ops, g, random_floats(n, 13));
+  ops.fill(m, 0);
+  ops.fill(v, 0);
+  AdamWHyper h;
+  h.lr = 1e-4;
+  h.weight_decay = 0.1;
+  const double sec = time_per_call([&] {
+    ++h.step;
+    ops.adamw(p, g, m, v, h);
+  });
+  // Reads p, g, m, v; writes p, m, v.
+  print_memory_row("adamw", (std::to_string(n / 1000000) + "M params").c_str(), 7.0 * n * 4, n,
+                   sec);
+}
+
 void run() {
   std::printf("dape CPU kernel benchmark, %d OpenMP threads\n\n", omp_get_max_threads());
   std::printf("%-26s %-2s %6s %6s %6s %10s %10s\n", "sgemm (oneDNN)", "op", "M", "N", "K",
@@ -178,6 +198,7 @@ void run() {
   bench_gelu(ops, 2048, 1024);
   bench_gelu(ops, 1024, 3072);
   bench_cross_entropy(ops, 1024, 50257, 50304);
+  bench_adamw(ops, 16 * 1000 * 1000);
 }
 
 }  // namespace

@@ -78,7 +78,7 @@ TEST(VectorMath, ExpWithinDocumentedError) {
 TEST(VectorMath, ErfWithinDocumentedError) {
   auto all = worst_error(
       sample_floats(-12.0f, 12.0f), erf_f, [](double x) { return std::erf(x); }, absolute);
-  EXPECT_LE(all.error, 1.34e-7) << "absolute, at x = " << all.at;
+  EXPECT_LE(all.error, 1.35e-7) << "absolute, at x = " << all.at;
   auto small = worst_error(
       sample_floats(kMinNormal, 1.0f), erf_f, [](double x) { return std::erf(x); }, relative);
   EXPECT_LE(small.error, 1.78e-7) << "relative, at x = " << small.at;
@@ -89,13 +89,13 @@ TEST(VectorMath, ErfWithinDocumentedError) {
 
 TEST(VectorMath, NormalCdfWithinDocumentedError) {
   auto rel = worst_error(sample_floats(-13.0f, 20.0f), cdf_f, cdf_d, relative);
-  EXPECT_LE(rel.error, 3.95e-7) << "relative, at x = " << rel.at;
+  EXPECT_LE(rel.error, 5.0e-7) << "relative, at x = " << rel.at;
   auto abs = worst_error(sample_floats(-40.0f, 40.0f), cdf_f, cdf_d, absolute);
-  EXPECT_LE(abs.error, 1.08e-7) << "absolute, at x = " << abs.at;
+  EXPECT_LE(abs.error, 1.06e-7) << "absolute, at x = " << abs.at;
   auto gelu = worst_error(
       sample_floats(-40.0f, 40.0f), gelu_f, [](double x) { return x * cdf_d(x); },
       [](float y, double r, float x) { return std::fabs(y - r) / std::max(1.0f, std::fabs(x)); });
-  EXPECT_LE(gelu.error, 1.24e-7) << "GELU, at x = " << gelu.at;
+  EXPECT_LE(gelu.error, 1.13e-7) << "GELU, at x = " << gelu.at;
 }
 
 TEST(VectorMath, SpecialValues) {
