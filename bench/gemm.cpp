@@ -7,7 +7,8 @@
  *   - 4 layers, d_model 256, 2048 tokens per step (M = 2048): QKV 256→768, attention out
  *     256→256, MLP 256→1024 and 1024→256;
  *   - GPT-NeoX 125M, 1024 tokens (M = 1024): QKV 768→2304, 768→768, 768→3072, 3072→768, and the
- *     LM head 768→50304.
+ *     LM head 768→50304;
+ * and the double GEMM used by gradient checks at 512³.
  * Then LayerNorm, GELU and cross-entropy at those sizes, and AdamW over 16M parameters, as bytes
  * moved per second (the minimum traffic: each input read once, each output written once) and
  * elements per second.
@@ -72,6 +73,20 @@ void bench_gemm(const GemmShape& s) {
   std::printf("%-26s %c%c %6lld %6lld %6lld %10.1f %10.3f\n", s.name, s.trans_a ? 'T' : 'N',
               s.trans_b ? 'T' : 'N', static_cast<long long>(s.M), static_cast<long long>(s.N),
               static_cast<long long>(s.K), flops / sec * 1e-9, sec * 1e3);
+}
+
+// The double GEMM (a blocked loop, for gradient checks) at the largest size it is meant for.
+void bench_double_gemm(int64_t n) {
+  std::vector<double> a(n * n), b(n * n), c(n * n);
+  Rng rng(14, 0);
+  for (auto& x : a) x = rng.uniform(-1.0, 1.0);
+  for (auto& x : b) x = rng.uniform(-1.0, 1.0);
+  const double sec = time_per_call([&] {
+    cpu::gemm<double>(false, true, n, n, n, 1.0, a.data(), n, b.data(), n, 0.0, c.data(), n);
+  });
+  const long long size = static_cast<long long>(n);
+  std::printf("%-26s %c%c %6lld %6lld %6lld %10.1f %10.3f\n", "double (blocked loop)", 'N', 'T',
+              size, size, size, 2.0 * static_cast<double>(n * n * n) / sec * 1e-9, sec * 1e3);
 }
 
 void print_memory_row(const char* name, const char* shape, double bytes, double elements,
@@ -190,6 +205,7 @@ void run() {
       {"125M lm-head dW", true, false, 50304, 768, 1024},
   };
   for (const auto& s : shapes) bench_gemm(s);
+  bench_double_gemm(512);
 
   CpuOps ops(DType::f32);
   std::printf("\n%-26s %-20s %10s %12s %10s\n", "float op", "shape", "GB/s", "Melem/s", "ms");
