@@ -149,6 +149,10 @@ void CpuOps::embedding_forward(const Tensor& out, const Tensor& tokens, const Te
   DAPE_CHECK(wte.shape.rank == 2, "embedding_forward: wte must be [V, C], got {}", wte.shape.str());
   const int64_t rows = tokens.numel(), C = wte.shape[1];
   expect_numel(out, rows * C, "embedding_forward: out");
+  if (wpe.defined()) {
+    DAPE_CHECK(wpe.shape.rank == 2 && wpe.shape[1] == C,
+               "embedding_forward: wpe must be [P, {}], got {}", C, wpe.shape.str());
+  }
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::embedding_forward(out.ptr<T>(), tokens.ptr<int32_t>(), wte.ptr<T>(), opt<T>(wpe), rows, C,
@@ -159,8 +163,14 @@ void CpuOps::embedding_forward(const Tensor& out, const Tensor& tokens, const Te
 void CpuOps::embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
                                 const Tensor& tokens, int seq_len, int pos_offset) {
   expect(tokens, DType::i32, "embedding_backward: tokens");
+  DAPE_CHECK(dwte.shape.rank == 2, "embedding_backward: dwte must be [V, C], got {}",
+             dwte.shape.str());
   const int64_t rows = tokens.numel(), C = dwte.shape[1];
   expect_numel(dout, rows * C, "embedding_backward: dout");
+  if (dwpe.defined()) {
+    DAPE_CHECK(dwpe.shape.rank == 2 && dwpe.shape[1] == C,
+               "embedding_backward: dwpe must be [P, {}], got {}", C, dwpe.shape.str());
+  }
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::embedding_backward(dwte.ptr<T>(), opt<T>(dwpe), dout.ptr<T>(), tokens.ptr<int32_t>(), rows,
@@ -171,8 +181,11 @@ void CpuOps::embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Te
 
 void CpuOps::layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd,
                                const Tensor& x, const Tensor& w, const Tensor& b) {
-  const int64_t C = w.numel(), rows = x.numel() / C;
+  const int64_t C = w.numel();
+  DAPE_CHECK(C > 0, "layernorm_forward: empty weight");
+  const int64_t rows = x.numel() / C;
   DAPE_CHECK(rows * C == x.numel(), "layernorm_forward: {} elements are not rows of {}", x.numel(), C);
+  expect_numel(b, C, "layernorm_forward: b");
   expect_numel(out, x.numel(), "layernorm_forward: out");
   expect_numel(mean, rows, "layernorm_forward: mean");
   expect_numel(rstd, rows, "layernorm_forward: rstd");
@@ -186,9 +199,17 @@ void CpuOps::layernorm_forward(const Tensor& out, const Tensor& mean, const Tens
 void CpuOps::layernorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& db,
                                 const Tensor& dout, const Tensor& x, const Tensor& w,
                                 const Tensor& mean, const Tensor& rstd) {
-  const int64_t C = w.numel(), rows = x.numel() / C;
+  const int64_t C = w.numel();
+  DAPE_CHECK(C > 0, "layernorm_backward: empty weight");
+  const int64_t rows = x.numel() / C;
+  DAPE_CHECK(rows * C == x.numel(), "layernorm_backward: {} elements are not rows of {}", x.numel(),
+             C);
   expect_numel(dx, x.numel(), "layernorm_backward: dx");
   expect_numel(dout, x.numel(), "layernorm_backward: dout");
+  expect_numel(dw, C, "layernorm_backward: dw");
+  expect_numel(db, C, "layernorm_backward: db");
+  expect_numel(mean, rows, "layernorm_backward: mean");
+  expect_numel(rstd, rows, "layernorm_backward: rstd");
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::layernorm_backward(dx.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), dout.ptr<T>(), x.ptr<T>(),
@@ -197,7 +218,8 @@ void CpuOps::layernorm_backward(const Tensor& dx, const Tensor& dw, const Tensor
 }
 
 void CpuOps::matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b) {
-  DAPE_CHECK(w.shape.rank == 2, "matmul_forward: weight must be [N, K], got {}", w.shape.str());
+  DAPE_CHECK(w.shape.rank == 2 && w.shape[1] > 0,
+             "matmul_forward: weight must be [N, K > 0], got {}", w.shape.str());
   const int64_t N = w.shape[0], K = w.shape[1], M = x.numel() / K;
   DAPE_CHECK(M * K == x.numel(), "matmul_forward: x {} is not rows of K={}", x.shape.str(), K);
   expect_numel(out, M * N, "matmul_forward: out");
@@ -211,10 +233,14 @@ void CpuOps::matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w,
 void CpuOps::matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& db,
                              const Tensor& dout, const Tensor& x, const Tensor& w,
                              bool accumulate_dx) {
+  DAPE_CHECK(w.shape.rank == 2 && w.shape[1] > 0,
+             "matmul_backward: weight must be [N, K > 0], got {}", w.shape.str());
   const int64_t N = w.shape[0], K = w.shape[1], M = x.numel() / K;
+  DAPE_CHECK(M * K == x.numel(), "matmul_backward: x {} is not rows of K={}", x.shape.str(), K);
   expect_numel(dout, M * N, "matmul_backward: dout");
   if (dx.defined()) expect_numel(dx, M * K, "matmul_backward: dx");
   expect_numel(dw, N * K, "matmul_backward: dw");
+  if (db.defined()) expect_numel(db, N, "matmul_backward: db");
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::linear_backward(opt<T>(dx), dw.ptr<T>(), opt<T>(db), dout.ptr<T>(), x.ptr<T>(), w.ptr<T>(),

@@ -1,10 +1,100 @@
-// Placeholder so the tree links while this kernel is being written.
+/*
+ * Embedding gather and scatter.
+ *
+ * Token ids and positions are validated on the calling thread before any parallel loop (a
+ * check cannot throw out of an OpenMP region): the data loader validates user data, so a bad
+ * id here is a bug, reported with the offending row and value.
+ *
+ * Backward splits the channels into blocks of kChannelBlock and gives each block to one
+ * thread, which walks all rows in order: two rows with the same token add into the same table
+ * row from one thread, in row order, so there is no race and the sums are the same for any
+ * thread count. Each thread touches a C/kChannelBlock-th of every table row it updates, so the
+ * scattered writes are whole cache lines.
+ */
 #include "kernels/cpu/embedding.h"
+
+#include <algorithm>
+
 #include "common/check.h"
+
 namespace dape::cpu {
-template <class T> void embedding_forward(T*, const int32_t*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int, int) { DAPE_CHECK(false, "pending"); }
-template <class T> void embedding_backward(T*, T*, const T*, const int32_t*, int64_t, int64_t, int64_t, int64_t, int, int) { DAPE_CHECK(false, "pending"); }
-#define INST(T) template void embedding_forward<T>(T*, const int32_t*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int, int); \
-  template void embedding_backward<T>(T*, T*, const T*, const int32_t*, int64_t, int64_t, int64_t, int64_t, int, int);
-INST(float) INST(double)
+namespace {
+
+constexpr int64_t kChannelBlock = 64;
+
+void check_tokens(const int32_t* tokens, int64_t rows, int64_t vocab, const char* what) {
+  for (int64_t r = 0; r < rows; ++r) {
+    DAPE_CHECK(tokens[r] >= 0 && tokens[r] < vocab, "{}: token id {} at row {} is outside [0, {})",
+               what, tokens[r], r, vocab);
+  }
 }
+
+// Positions pos_offset + r % seq_len for r < rows must lie in [0, positions).
+void check_positions(int64_t rows, int64_t positions, int seq_len, int pos_offset,
+                     const char* what) {
+  DAPE_CHECK(seq_len > 0, "{}: seq_len {} must be positive with position embeddings", what,
+             seq_len);
+  DAPE_CHECK(pos_offset >= 0, "{}: negative position offset {} at row 0", what, pos_offset);
+  if (rows == 0) return;
+  const int64_t last_row = std::min<int64_t>(rows, seq_len) - 1;  // holds the largest position
+  const int64_t last_pos = pos_offset + last_row;
+  DAPE_CHECK(last_pos < positions,
+             "{}: position {} (offset {} + {}) at row {} is outside the {} rows of wpe", what,
+             last_pos, pos_offset, last_row, last_row, positions);
+}
+
+}  // namespace
+
+template <class T>
+void embedding_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int64_t rows,
+                       int64_t C, int64_t vocab, int64_t positions, int seq_len, int pos_offset) {
+  check_tokens(tokens, rows, vocab, "embedding_forward");
+  if (wpe != nullptr) check_positions(rows, positions, seq_len, pos_offset, "embedding_forward");
+#pragma omp parallel for schedule(static) if (rows * C >= (int64_t{1} << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    T* o = out + r * C;
+    const T* e = wte + static_cast<int64_t>(tokens[r]) * C;
+    if (wpe != nullptr) {
+      const T* p = wpe + (pos_offset + r % seq_len) * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) o[c] = e[c] + p[c];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) o[c] = e[c];
+    }
+  }
+}
+
+template <class T>
+void embedding_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int64_t rows,
+                        int64_t C, int64_t vocab, int64_t positions, int seq_len, int pos_offset) {
+  check_tokens(tokens, rows, vocab, "embedding_backward");
+  if (dwpe != nullptr) check_positions(rows, positions, seq_len, pos_offset, "embedding_backward");
+  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+#pragma omp parallel for schedule(static) if (rows * C >= (int64_t{1} << 15))
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t c0 = blk * kChannelBlock, c1 = std::min(C, c0 + kChannelBlock);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* g = dout + r * C;
+      T* e = dwte + static_cast<int64_t>(tokens[r]) * C;
+#pragma omp simd
+      for (int64_t c = c0; c < c1; ++c) e[c] += g[c];
+      if (dwpe != nullptr) {
+        T* p = dwpe + (pos_offset + r % seq_len) * C;
+#pragma omp simd
+        for (int64_t c = c0; c < c1; ++c) p[c] += g[c];
+      }
+    }
+  }
+}
+
+#define DAPE_INSTANTIATE_EMBEDDING(T)                                                              \
+  template void embedding_forward<T>(T*, const int32_t*, const T*, const T*, int64_t, int64_t,     \
+                                     int64_t, int64_t, int, int);                                  \
+  template void embedding_backward<T>(T*, T*, const T*, const int32_t*, int64_t, int64_t, int64_t, \
+                                      int64_t, int, int);
+DAPE_INSTANTIATE_EMBEDDING(float)
+DAPE_INSTANTIATE_EMBEDDING(double)
+#undef DAPE_INSTANTIATE_EMBEDDING
+
+}  // namespace dape::cpu
