@@ -12,6 +12,7 @@
 #pragma once
 
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,11 @@ struct AttentionCase {
            std::to_string(D);
   }
 };
+
+// gtest prints a case by its name.
+inline void PrintTo(const AttentionCase& c, std::ostream* os) {
+  *os << c.name();
+}
 
 // Sets every element of t (through a host copy, so it relies on nothing but the copies).
 inline void fill(Ops& ops, const Tensor& t, double value) {
