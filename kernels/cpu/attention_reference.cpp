@@ -10,6 +10,7 @@
 
 #include "common/check.h"
 #include "kernels/attention_math.h"
+#include "kernels/cpu/simd_rows.h"
 
 namespace dape::cpu {
 namespace {
@@ -137,7 +138,7 @@ void validate_grads(const Dims& d, const AttentionInputs& in, const AttentionGra
   }
 }
 
-// ---- small row kernels (the compiler vectorizes the loops over the key index j) --------------
+// ---- row helpers ----------------------------------------------------------------------------
 
 template <class T>
 T dot(const T* __restrict a, const T* __restrict b, int n) {
@@ -162,109 +163,97 @@ void axpy(T* __restrict y, T alpha, const T* __restrict x, int n) {
   for (int j = 0; j < n; ++j) y[j] += alpha * x[j];
 }
 
-// A two-layer perceptron applied independently at every column j of a row:
-//   z[w][j] = b1[w] + Σ_c w1[w, c]·x[c][j],  act = activation(z),  y[o][j] += b2[o] + Σ_w w2[o,
-//   w]·act[w][j]
-// f is this with C = 2H inputs (S and B of every head) and O = H outputs; FIRE's g has C = 1
-// (the normalized distance u). Rows of z and act are `ld` apart.
+// dst[e] = factor · Σ_{j<n} w[j]·rows[j·stride + e], e < D: a weighted sum of token rows (V or K
+// of one head), in the order of j (four interleaved partial sums, added pairwise at the end).
 template <class T>
-void mlp_hidden(int n, int C, int W, int ld, const T* w1, const T* b1, const T* const* x, T* z,
-                T* act, bool leaky) {
-  for (int w = 0; w < W; ++w) {
-    T* __restrict zw = z + static_cast<int64_t>(w) * ld;
-    const T bias = b1[w];
-#pragma omp simd
-    for (int j = 0; j < n; ++j) zw[j] = bias;
-    for (int c = 0; c < C; ++c) axpy(zw, w1[static_cast<int64_t>(w) * C + c], x[c], n);
-    T* __restrict aw = act + static_cast<int64_t>(w) * ld;
+void weighted_rows(int n, const T* w, const T* rows, int64_t stride, int D, T factor, T* dst,
+                   T* tmp) {
+  std::fill(tmp, tmp + 4 * D, T(0));
+  int j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int r = 0; r < 4; ++r) axpy(tmp + r * D, w[j + r], rows + (j + r) * stride, D);
+  for (; j < n; ++j) axpy(tmp, w[j], rows + j * stride, D);
+  for (int e = 0; e < D; ++e) dst[e] = factor * ((tmp[e] + tmp[D + e]) + (tmp[2 * D + e] + tmp[3 * D + e]));
+}
+
+// act = activation(z) over a panel of `rows` rows.
+template <class T>
+void activate(const T* z, T* act, int rows, int64_t ld, int np, bool leaky) {
+  for (int r = 0; r < rows; ++r) {
+    const T* __restrict zr = z + r * ld;
+    T* __restrict ar = act + r * ld;
     if (leaky) {
 #pragma omp simd
-      for (int j = 0; j < n; ++j) aw[j] = am::leaky_relu(zw[j]);
+      for (int j = 0; j < np; ++j) ar[j] = am::leaky_relu(zr[j]);
     } else {
 #pragma omp simd
-      for (int j = 0; j < n; ++j) aw[j] = am::relu(zw[j]);
+      for (int j = 0; j < np; ++j) ar[j] = am::relu(zr[j]);
     }
   }
 }
 
+// d = d ⊙ activation'(z): the gradient w.r.t. act turned into the gradient w.r.t. z, in place.
 template <class T>
-void mlp_output_add(int n, int W, int O, int ld, const T* w2, const T* b2, const T* act,
-                    T* const* y) {
-  for (int o = 0; o < O; ++o) {
-    T* __restrict yo = y[o];
-    const T bias = b2[o];
-#pragma omp simd
-    for (int j = 0; j < n; ++j) yo[j] += bias;
-    for (int w = 0; w < W; ++w)
-      axpy(yo, w2[static_cast<int64_t>(o) * W + w], act + static_cast<int64_t>(w) * ld, n);
-  }
-}
-
-// Backward of the perceptron over one row, given dy[o][j]:
-//   dw2[o, w] += Σ_j dy[o][j]·act[w][j],  db2[o] += Σ_j dy[o][j]
-//   dz[w][j] = (Σ_o w2[o, w]·dy[o][j]) · activation'(z[w][j])
-//   dw1[w, c] += Σ_j dz[w][j]·x[c][j],    db1[w] += Σ_j dz[w][j]
-//   dx[c][j] = Σ_w w1[w, c]·dz[w][j]      (overwritten)
-// Weight gradients go into double partials (one row block's share).
-template <class T>
-void mlp_backward(int n, int C, int W, int O, int ld, const T* w1, const T* w2, const T* const* x,
-                  const T* z, const T* act, const T* const* dy, T* dz, T* const* dx, bool leaky,
-                  double* dw1, double* db1, double* dw2, double* db2) {
-  for (int o = 0; o < O; ++o) {
-    db2[o] += sum(dy[o], n);
-    for (int w = 0; w < W; ++w)
-      dw2[static_cast<int64_t>(o) * W + w] += dot(dy[o], act + static_cast<int64_t>(w) * ld, n);
-  }
-  for (int w = 0; w < W; ++w) {
-    T* __restrict dzw = dz + static_cast<int64_t>(w) * ld;
-#pragma omp simd
-    for (int j = 0; j < n; ++j) dzw[j] = 0;
-    for (int o = 0; o < O; ++o) axpy(dzw, w2[static_cast<int64_t>(o) * W + w], dy[o], n);
-    const T* __restrict zw = z + static_cast<int64_t>(w) * ld;
+void activation_backward(T* d, const T* z, int rows, int64_t ld, int np, bool leaky) {
+  for (int r = 0; r < rows; ++r) {
+    T* __restrict dr = d + r * ld;
+    const T* __restrict zr = z + r * ld;
     if (leaky) {
 #pragma omp simd
-      for (int j = 0; j < n; ++j) dzw[j] *= am::leaky_relu_grad(zw[j]);
+      for (int j = 0; j < np; ++j) dr[j] *= am::leaky_relu_grad(zr[j]);
     } else {
 #pragma omp simd
-      for (int j = 0; j < n; ++j) dzw[j] *= am::relu_grad(zw[j]);
+      for (int j = 0; j < np; ++j) dr[j] *= am::relu_grad(zr[j]);
     }
-    db1[w] += sum(dzw, n);
-    for (int c = 0; c < C; ++c) dw1[static_cast<int64_t>(w) * C + c] += dot(dzw, x[c], n);
-  }
-  for (int c = 0; c < C; ++c) {
-    T* __restrict dxc = dx[c];
-#pragma omp simd
-    for (int j = 0; j < n; ++j) dxc[j] = 0;
-    for (int w = 0; w < W; ++w)
-      axpy(dxc, w1[static_cast<int64_t>(w) * C + c], dz + static_cast<int64_t>(w) * ld, n);
   }
 }
 
 // ---- position-only quantities, computed once per call ------------------------------------------
+
+// FIRE's u(i, j) and its derivatives along one query row: j ∈ [0, i], zero up to np.
+template <class T>
+struct FireRow {
+  std::vector<T> u, du_dc, du_dmult;
+  explicit FireRow(int64_t ld) : u(ld), du_dc(ld), du_dmult(ld) {}
+
+  void compute(int i, const PositionBias& bias, int np) {
+    const T c = bias.fire_c.ptr<T>()[0], mult = bias.fire_L_multiplier.ptr<T>()[0];
+    const T L = static_cast<T>(bias.fire_L), eps = static_cast<T>(am::kFireEps);
+    for (int j = 0; j <= i; ++j) {
+      const auto f = am::fire_distance<T>(T(i), T(i - j), c, mult, L, eps);
+      u[j] = f.u;
+      du_dc[j] = f.du_dc;
+      du_dmult[j] = f.du_dmult;
+    }
+    for (int j = i + 1; j < np; ++j) u[j] = du_dc[j] = du_dmult[j] = 0;
+  }
+};
 
 // B[h, i, j] for j ≤ i, as one contiguous row per (h, i):
 //   alibi, kerple: B depends on i − j only; a per-distance table stored in reverse order
 //                  (rev[h][N−1−r] = B at distance r) makes row i the slice starting at N−1−i.
 //   fire:          the full [H, N, N] table of g(u(i, j)).
 //   none, learned, rope: one row of zeros.
-// Kerple's ∂B/∂p and ∂B/∂a are kept in the same reversed layout for backward.
+// Kerple's ∂B/∂p and ∂B/∂a are kept in the same reversed layout for backward. The per-distance
+// tables carry one SIMD vector of zeros at the end, so a row can be read whole vectors at a time.
 template <class T>
 class PositionTable {
  public:
   PositionTable(const Dims& d, const PositionBias& bias) : d_(d) {
     const int N = d.N, H = d.H;
+    const size_t distances = static_cast<size_t>(H) * N + simd::kLanes<T>;
     switch (d.scheme) {
       case PositionScheme::alibi:
-        values_.resize(static_cast<size_t>(H) * N);
+        values_.assign(distances, T(0));
         for (int h = 0; h < H; ++h) {
           const T slope = am::alibi_slope<T>(h, H);
           for (int r = 0; r < N; ++r) values_[h * N + N - 1 - r] = am::alibi_bias(slope, T(r));
         }
         break;
       case PositionScheme::kerple: {
-        values_.resize(static_cast<size_t>(H) * N);
-        kerple_dp_.resize(values_.size());
-        kerple_da_.resize(values_.size());
+        values_.assign(distances, T(0));
+        kerple_dp_.assign(distances, T(0));
+        kerple_da_.assign(distances, T(0));
         const T* p = bias.kerple_p.ptr<T>();
         const T* a = bias.kerple_a.ptr<T>();
         for (int h = 0; h < H; ++h) {
@@ -289,6 +278,7 @@ class PositionTable {
     }
   }
 
+  // B[h, i, 0..i].
   const T* row(int h, int i) const {
     switch (d_.scheme) {
       case PositionScheme::alibi:
@@ -300,6 +290,7 @@ class PositionTable {
         return values_.data();
     }
   }
+  // ∂B/∂p and ∂B/∂a along row i of head h; readable up to the row's padded length.
   const T* kerple_dp_row(int h, int i) const {
     return kerple_dp_.data() + static_cast<size_t>(h) * d_.N + (d_.N - 1 - i);
   }
@@ -315,27 +306,10 @@ class PositionTable {
   std::vector<T> kerple_dp_, kerple_da_;
 };
 
-// FIRE's u(i, j) and its derivatives along one query row, j ∈ [0, i].
-template <class T>
-struct FireRow {
-  std::vector<T> u, du_dc, du_dmult;
-  explicit FireRow(int N) : u(N), du_dc(N), du_dmult(N) {}
-
-  void compute(int i, const PositionBias& bias) {
-    const T c = bias.fire_c.ptr<T>()[0], mult = bias.fire_L_multiplier.ptr<T>()[0];
-    const T L = static_cast<T>(bias.fire_L), eps = static_cast<T>(am::kFireEps);
-    for (int j = 0; j <= i; ++j) {
-      const auto f = am::fire_distance<T>(T(i), T(i - j), c, mult, L, eps);
-      u[j] = f.u;
-      du_dc[j] = f.du_dc;
-      du_dmult[j] = f.du_dmult;
-    }
-  }
-};
-
 template <class T>
 void PositionTable<T>::build_fire_table(const PositionBias& bias) {
   const int N = d_.N, H = d_.H, G = d_.G;
+  const int64_t ld = simd::padded<T>(N);
   values_.assign(static_cast<size_t>(H) * N * N, T(0));
   const T* w1 = bias.fire_w1.ptr<T>();
   const T* b1 = bias.fire_b1.ptr<T>();
@@ -343,18 +317,19 @@ void PositionTable<T>::build_fire_table(const PositionBias& bias) {
   const T* b2 = bias.fire_b2.ptr<T>();
 #pragma omp parallel
   {
-    FireRow<T> fr(N);
-    std::vector<T> z(static_cast<size_t>(G) * N), act(z.size());
-    std::vector<T*> out(H);
+    FireRow<T> fr(ld);
+    std::vector<T> z(G * ld), act(G * ld), g(H * ld);
 #pragma omp for schedule(dynamic, 1)
-    for (int r = 0; r < N; ++r) {
-      const int i = N - 1 - r;  // longest rows first
-      const int n = i + 1;
-      fr.compute(i, bias);
-      const T* x = fr.u.data();
-      mlp_hidden(n, 1, G, N, w1, b1, &x, z.data(), act.data(), d_.g_leaky);
-      for (int h = 0; h < H; ++h) out[h] = values_.data() + (static_cast<size_t>(h) * N + i) * N;
-      mlp_output_add(n, G, H, N, w2, b2, act.data(), out.data());
+    for (int t = 0; t < N; ++t) {
+      const int i = N - 1 - t;  // longest rows first
+      const int n = i + 1, np = simd::padded<T>(n);
+      fr.compute(i, bias, np);
+      simd::panel_gemm(G, 1, w1, 1, 1, fr.u.data(), ld, z.data(), ld, np, b1, false);
+      activate(z.data(), act.data(), G, ld, np, d_.g_leaky);
+      simd::panel_gemm(H, G, w2, G, 1, act.data(), ld, g.data(), ld, np, b2, false);
+      for (int h = 0; h < H; ++h)
+        std::copy(g.data() + h * ld, g.data() + h * ld + n,
+                  values_.data() + (static_cast<size_t>(h) * N + i) * N);
     }
   }
 }
@@ -405,50 +380,57 @@ void add_partials(const Tensor& grad, const std::vector<double>& partials, int b
   }
 }
 
-// ---- the per-call state: inputs, materialized [H, N, N] tensors, per-thread rows ---------------
+// ---- the per-call state -----------------------------------------------------------------------
+
+// One thread's rows, each `ld` = N padded to whole SIMD vectors: f's input X = [S; B] of every
+// head, the logits A (then P), f's hidden layer, and backward's row gradients. Columns past the
+// row's last key j = i hold zeros or finite values that are never stored (P and every gradient
+// are zero there, so they add nothing to the parameter gradients).
+template <class T>
+struct RowScratch {
+  std::vector<T> x, a, z, act, dz, dp, da, dx, db, du;
+  FireRow<T> fire;
+  std::vector<simd::Vec<T>> grad;  // lane accumulators of the parameter gradients
+  std::vector<T> per_d;              // 4·D partial sums (out and dq rows)
+
+  RowScratch(const Dims& d, int64_t ld, int64_t params)
+      : x(2 * d.H * ld),
+        a(d.H * ld),
+        z(std::max(d.W, d.G) * ld),
+        act(z.size()),
+        dz(z.size()),
+        dp(d.H * ld),
+        da(d.H * ld),
+        dx(2 * d.H * ld),
+        db(d.H * ld),
+        du(ld),
+        fire(d.scheme == PositionScheme::fire ? ld : 0),
+        grad(params),
+        per_d(4 * d.D) {}
+};
 
 template <class T>
 class ReferenceAttention {
  public:
   ReferenceAttention(const AttentionInputs& in, const Dims& d)
-      : in_(in), d_(d), table_(d, in.bias), scale_(T(1) / std::sqrt(static_cast<T>(d.D))) {
-    const size_t hnn = static_cast<size_t>(d.H) * d.N * d.N;
-    S_.resize(hnn);
-    P_.resize(hnn);
-    Kt_.resize(static_cast<size_t>(d.H) * d.D * d.N);
-    Vt_.resize(Kt_.size());
-  }
+      : in_(in),
+        d_(d),
+        layout_(d),
+        ld_(simd::padded<T>(d.N)),
+        table_(d, in.bias),
+        scale_(T(1) / std::sqrt(static_cast<T>(d.D))),
+        q_(in.q.ptr<T>()),
+        k_(in.k.ptr<T>()),
+        v_(in.v.ptr<T>()),
+        Kt_(static_cast<size_t>(d.H) * d.D * ld_),
+        Vt_(Kt_.size()) {}
 
   void forward(T* out, T* lse);
   void backward(const T* out, const T* lse, const T* dout, const AttentionGrads& grads);
 
  private:
-  // Per-thread scratch rows, each N long: f's hidden layer and the backward's row gradients.
-  struct Rows {
-    std::vector<T> z, act, dz;  // [W][N] (f) or [G][N] (g), whichever is wider
-    std::vector<T> dp, db, dx;  // [H][N], [H][N], [2H][N]
-    std::vector<T> fire_du;     // [N]
-    FireRow<T> fire;
-    std::vector<const T*> x;  // f's input rows: S of every head, then B of every head
-    std::vector<T*> y, dy, dxp, dbp;
-    Rows(const Dims& d)
-        : z(static_cast<size_t>(std::max(d.W, d.G)) * d.N),
-          act(z.size()),
-          dz(z.size()),
-          dp(static_cast<size_t>(d.H) * d.N),
-          db(dp.size()),
-          dx(static_cast<size_t>(2 * d.H) * d.N),
-          fire_du(d.N),
-          fire(d.scheme == PositionScheme::fire ? d.N : 0),
-          x(2 * d.H),
-          y(d.H),
-          dy(d.H),
-          dxp(2 * d.H),
-          dbp(d.H) {}
-  };
+  using Rows = RowScratch<T>;
 
-  T* S_row(int h, int i) { return S_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
-  T* P_row(int h, int i) { return P_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
   const T* q_at(int b, int n, int h) const {
     return q_ + (int64_t{b} * d_.N + n) * d_.stride + int64_t{h} * d_.D;
   }
@@ -461,25 +443,33 @@ class ReferenceAttention {
   int64_t out_index(int b, int n, int h) const {
     return ((int64_t{b} * d_.N + n) * d_.H + h) * d_.D;
   }
+  const T* Kt(int h) const { return Kt_.data() + static_cast<size_t>(h) * d_.D * ld_; }
+  const T* Vt(int h) const { return Vt_.data() + static_cast<size_t>(h) * d_.D * ld_; }
+  T* P_row(int h, int i) { return P_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
+  T* dS_row(int h, int i) { return dS_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
 
   void transpose_kv(int b);
   void logits_row(int b, int i, Rows& r);
-  void pv_row(int b, int i, T* out);
-  void backward_row(int b, int i, const T* out, const T* lse, const T* dout, T* dq, Rows& r,
-                    double* partial);
-  void scheme_backward_row(int i, Rows& r, const T* const* dB, double* partial);
+  void forward_row(int b, int i, Rows& r, T* out, T* lse);
+  void backward_row(int b, int i, const T* out, const T* lse, const T* dout, T* dq, Rows& r);
+  void scheme_backward_row(int i, const T* dB, Rows& r);
+  void flush_gradients(Rows& r, double* partial);
   void dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv, std::vector<T>& acc);
 
   const AttentionInputs& in_;
   Dims d_;
+  ParamLayout layout_;
+  int64_t ld_;
   PositionTable<T> table_;
   T scale_;  // 1/sqrt(D)
-  const T* q_ = in_.q.template ptr<T>();
-  const T* k_ = in_.k.template ptr<T>();
-  const T* v_ = in_.v.template ptr<T>();
-  // One batch element at a time: S, and A turned into P in place, as [H, N, N] (only j ≤ i is
-  // written); dS for backward; K and V transposed to [H, D, N] so rows run over j.
-  std::vector<T> S_, P_, dS_, Kt_, Vt_;
+  const T* q_;
+  const T* k_;
+  const T* v_;
+  // One batch element at a time: K and V transposed to [H, D, ld] (zero past N), so that the
+  // rows run over the key index j. Backward also materializes P and dS as [H, N, N] (j ≤ i
+  // written) for the pass over key columns that sums dk and dv.
+  std::vector<T> Kt_, Vt_;
+  std::vector<T> P_, dS_;
 };
 
 template <class T>
@@ -491,171 +481,182 @@ void ReferenceAttention<T>::transpose_kv(int b) {
       const T* kj = k_at(b, j, h);
       const T* vj = v_at(b, j, h);
       for (int e = 0; e < D; ++e) {
-        Kt_[(static_cast<size_t>(h) * D + e) * N + j] = kj[e];
-        Vt_[(static_cast<size_t>(h) * D + e) * N + j] = vj[e];
+        Kt_[(static_cast<size_t>(h) * D + e) * ld_ + j] = kj[e];
+        Vt_[(static_cast<size_t>(h) * D + e) * ld_ + j] = vj[e];
       }
     }
 }
 
-// S[:, i, :i+1] and A[:, i, :i+1] = S + B (+ f([S; B])) into P's storage.
+// Row i of every head: S = q_i·Kᵀ/sqrt(D) and B into r.x, A = S + B (+ f([S; B])) into r.a, and
+// f's hidden layer (pre-activation and activation) into r.z, r.act.
 template <class T>
 void ReferenceAttention<T>::logits_row(int b, int i, Rows& r) {
-  const int N = d_.N, D = d_.D, H = d_.H, n = i + 1;
+  const int H = d_.H, D = d_.D, n = i + 1, np = simd::padded<T>(n);
+  const int64_t ld = ld_;
   for (int h = 0; h < H; ++h) {
-    T* __restrict s = S_row(h, i);
-    const T* q = q_at(b, i, h);
+    T* __restrict s = r.x.data() + h * ld;
+    simd::panel_gemm(1, D, q_at(b, i, h), 0, 1, Kt(h), ld, s, ld, np, nullptr, false);
+    T* __restrict bias = r.x.data() + (H + h) * ld;
+    const T* src = table_.row(h, i);
+    std::copy(src, src + n, bias);
+    std::fill(bias + n, bias + np, T(0));
+    T* __restrict a = r.a.data() + h * ld;
 #pragma omp simd
-    for (int j = 0; j < n; ++j) s[j] = 0;
-    for (int e = 0; e < D; ++e) axpy(s, q[e], Kt_.data() + (static_cast<size_t>(h) * D + e) * N, n);
-#pragma omp simd
-    for (int j = 0; j < n; ++j) s[j] *= scale_;
-    const T* __restrict bias = table_.row(h, i);
-    T* __restrict a = P_row(h, i);
-#pragma omp simd
-    for (int j = 0; j < n; ++j) a[j] = s[j] + bias[j];
+    for (int j = 0; j < np; ++j) {
+      s[j] *= scale_;
+      a[j] = s[j] + bias[j];
+    }
   }
   if (d_.dape) {
-    for (int h = 0; h < H; ++h) {
-      r.x[h] = S_row(h, i);
-      r.x[H + h] = table_.row(h, i);
-      r.y[h] = P_row(h, i);
-    }
-    mlp_hidden(n, 2 * H, d_.W, N, in_.dape.w1.template ptr<T>(), in_.dape.b1.template ptr<T>(),
-               r.x.data(), r.z.data(), r.act.data(), /*leaky=*/true);
-    mlp_output_add(n, d_.W, H, N, in_.dape.w2.template ptr<T>(), in_.dape.b2.template ptr<T>(),
-                   r.act.data(), r.y.data());
+    const auto& f = in_.dape;
+    simd::panel_gemm(d_.W, 2 * H, f.w1.ptr<T>(), 2 * H, 1, r.x.data(), ld, r.z.data(), ld, np,
+                     f.b1.ptr<T>(), false);
+    activate(r.z.data(), r.act.data(), d_.W, ld, np, /*leaky=*/true);
+    simd::panel_gemm(H, d_.W, f.w2.ptr<T>(), d_.W, 1, r.act.data(), ld, r.a.data(), ld, np,
+                     f.b2.ptr<T>(), /*accumulate=*/true);
   }
 }
 
-// out[b, i, h, :] = Σ_j P[h, i, j] v[b, j, h, :]
 template <class T>
-void ReferenceAttention<T>::pv_row(int b, int i, T* out) {
-  for (int h = 0; h < d_.H; ++h) {
-    T* o = out + out_index(b, i, h);
-    const T* p = P_row(h, i);
-    std::fill(o, o + d_.D, T(0));
-    for (int j = 0; j <= i; ++j) axpy(o, p[j], v_at(b, j, h), d_.D);
+void ReferenceAttention<T>::forward_row(int b, int i, Rows& r, T* out, T* lse) {
+  const int H = d_.H, N = d_.N, n = i + 1, np = simd::padded<T>(n);
+  logits_row(b, i, r);
+  for (int h = 0; h < H; ++h) {
+    T* __restrict p = r.a.data() + h * ld_;
+    T m = p[0];
+    for (int j = 1; j < n; ++j) m = std::max(m, p[j]);
+    simd::exp_shifted(p, n, m);
+    const T total = sum(p, n);
+    const T inv = T(1) / total;
+#pragma omp simd
+    for (int j = 0; j < n; ++j) p[j] *= inv;
+    std::fill(p + n, p + np, T(0));
+    lse[(int64_t{b} * H + h) * N + i] = m + std::log(total);
+    weighted_rows(n, p, v_at(b, 0, h), d_.stride, d_.D, T(1), out + out_index(b, i, h),
+                  r.per_d.data());  // out = P·V
   }
 }
 
 template <class T>
 void ReferenceAttention<T>::forward(T* out, T* lse) {
-  const int N = d_.N, H = d_.H;
+  const int N = d_.N;
 #pragma omp parallel
   {
-    Rows r(d_);
+    Rows r(d_, ld_, layout_.total);
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
-      for (int t = 0; t < N; ++t) {
-        const int i = N - 1 - t;  // longest rows first
-        const int n = i + 1;
-        logits_row(b, i, r);
-        for (int h = 0; h < H; ++h) {
-          T* a = P_row(h, i);
-          T m = a[0];
-          for (int j = 1; j < n; ++j) m = std::max(m, a[j]);
-          for (int j = 0; j < n; ++j) a[j] = std::exp(a[j] - m);
-          const T total = sum(a, n);
-          const T inv = T(1) / total;
-#pragma omp simd
-          for (int j = 0; j < n; ++j) a[j] *= inv;
-          lse[(int64_t{b} * H + h) * N + i] = m + std::log(total);
-        }
-        pv_row(b, i, out);
-      }
-    }
+      for (int t = 0; t < N; ++t) forward_row(b, N - 1 - t, r, out, lse);  // longest rows first
+    }  // the loop's barrier: Kt and Vt are free for the next batch element
   }
 }
 
-// Learned position parameters' gradients from the row's dB[h][j].
+// The learned position parameters' gradients from the row's dB[h][j] (zero past the last key),
+// into the lane accumulators.
 template <class T>
-void ReferenceAttention<T>::scheme_backward_row(int i, Rows& r, const T* const* dB,
-                                                double* partial) {
-  const int n = i + 1, H = d_.H, N = d_.N;
-  const ParamLayout L(d_);
+void ReferenceAttention<T>::scheme_backward_row(int i, const T* dB, Rows& r) {
+  const int H = d_.H, np = simd::padded<T>(i + 1);
+  const int64_t ld = ld_;
+  const ParamLayout& L = layout_;
+  simd::Vec<T>* acc = r.grad.data();
   if (d_.scheme == PositionScheme::kerple) {
     for (int h = 0; h < H; ++h) {
-      partial[L.kerple_p + h] += dot(dB[h], table_.kerple_dp_row(h, i), n);
-      partial[L.kerple_a + h] += dot(dB[h], table_.kerple_da_row(h, i), n);
+      simd::panel_outer(1, 1, dB + h * ld, ld, table_.kerple_dp_row(h, i), ld, np,
+                        acc + L.kerple_p + h);
+      simd::panel_outer(1, 1, dB + h * ld, ld, table_.kerple_da_row(h, i), ld, np,
+                        acc + L.kerple_a + h);
     }
   } else if (d_.scheme == PositionScheme::fire) {
+    // g's forward again, then its backward: dB is g's output gradient, u its input.
     const auto& f = in_.bias;
-    r.fire.compute(i, f);
-    const T* x = r.fire.u.data();
     const int G = d_.G;
-    mlp_hidden(n, 1, G, N, f.fire_w1.template ptr<T>(), f.fire_b1.template ptr<T>(), &x, r.z.data(),
-               r.act.data(), d_.g_leaky);
-    T* du = r.fire_du.data();
-    mlp_backward(n, 1, G, H, N, f.fire_w1.template ptr<T>(), f.fire_w2.template ptr<T>(), &x,
-                 r.z.data(), r.act.data(), dB, r.dz.data(), &du, d_.g_leaky, partial + L.fire_w1,
-                 partial + L.fire_b1, partial + L.fire_w2, partial + L.fire_b2);
-    partial[L.fire_c] += dot(du, r.fire.du_dc.data(), n);
-    partial[L.fire_mult] += dot(du, r.fire.du_dmult.data(), n);
+    r.fire.compute(i, f, np);
+    const T* u = r.fire.u.data();
+    simd::panel_gemm(G, 1, f.fire_w1.ptr<T>(), 1, 1, u, ld, r.z.data(), ld, np,
+                     f.fire_b1.ptr<T>(), false);
+    activate(r.z.data(), r.act.data(), G, ld, np, d_.g_leaky);
+    simd::panel_outer(H, G, dB, ld, r.act.data(), ld, np, acc + L.fire_w2);
+    simd::panel_row_sums(H, dB, ld, np, acc + L.fire_b2);
+    simd::panel_gemm(G, H, f.fire_w2.ptr<T>(), 1, G, dB, ld, r.dz.data(), ld, np, nullptr, false);
+    activation_backward(r.dz.data(), r.z.data(), G, ld, np, d_.g_leaky);
+    simd::panel_outer(G, 1, r.dz.data(), ld, u, ld, np, acc + L.fire_w1);
+    simd::panel_row_sums(G, r.dz.data(), ld, np, acc + L.fire_b1);
+    simd::panel_gemm(1, G, f.fire_w1.ptr<T>(), 0, 1, r.dz.data(), ld, r.du.data(), ld, np, nullptr,
+                     false);  // du = w1ᵀ·dz
+    simd::panel_outer(1, 1, r.du.data(), ld, r.fire.du_dc.data(), ld, np, acc + L.fire_c);
+    simd::panel_outer(1, 1, r.du.data(), ld, r.fire.du_dmult.data(), ld, np, acc + L.fire_mult);
   }
 }
 
-// Row i of backward: recompute the logits and P, then dA = P ⊙ (dP − Δ), f's backward, dS and dB,
-// dq; dS is stored for the column pass (dk), P for dv.
+// Row i of backward: recompute the logits and P (from the saved lse), then
+//   dP = dout_i·Vᵀ, dA = P ⊙ (dP − dout_i·out_i), f's backward (dA is its output gradient),
+//   dS = dA + ∂f/∂S, dB = dA + ∂f/∂B, dq_i = dS·K/sqrt(D),
+// storing P and dS for the pass over key columns.
 template <class T>
-void ReferenceAttention<T>::backward_row(int b, int i, const T* out, const T* lse, const T* dout,
-                                         T* dq, Rows& r, double* partial) {
-  const int N = d_.N, D = d_.D, H = d_.H, n = i + 1;
-  logits_row(b, i, r);  // S row, A row in P's storage, f's hidden layer in r.z / r.act
+void ReferenceAttention<T>::backward_row(int b, int i, const T* out, const T* lse,
+                                         const T* dout, T* dq, Rows& r) {
+  const int H = d_.H, N = d_.N, D = d_.D, n = i + 1, np = simd::padded<T>(n);
+  const int64_t ld = ld_;
+  logits_row(b, i, r);
   for (int h = 0; h < H; ++h) {
-    T* __restrict p = P_row(h, i);
+    T* __restrict p = r.a.data() + h * ld;
     const T l = lse[(int64_t{b} * H + h) * N + i];
-    for (int j = 0; j < n; ++j) p[j] = std::exp(p[j] - l);
-    // dP[j] = dout_i · v_j; Δ = dout_i · out_i = Σ_j P dP.
+    simd::exp_shifted(p, n, l);
+    std::fill(p + n, p + np, T(0));
+    std::copy(p, p + n, P_row(h, i));
     const T* g = dout + out_index(b, i, h);
-    T* __restrict dp = r.dp.data() + static_cast<size_t>(h) * N;
-#pragma omp simd
-    for (int j = 0; j < n; ++j) dp[j] = 0;
-    for (int e = 0; e < D; ++e)
-      axpy(dp, g[e], Vt_.data() + (static_cast<size_t>(h) * D + e) * N, n);
+    T* __restrict dp = r.dp.data() + h * ld;
+    simd::panel_gemm(1, D, g, 0, 1, Vt(h), ld, dp, ld, np, nullptr, false);
     const T delta = dot(g, out + out_index(b, i, h), D);
-    // dA, written where dS will live.
-    T* __restrict da = dS_.data() + (static_cast<size_t>(h) * N + i) * N;
+    T* __restrict da = r.da.data() + h * ld;
 #pragma omp simd
-    for (int j = 0; j < n; ++j) da[j] = p[j] * (dp[j] - delta);
+    for (int j = 0; j < np; ++j) da[j] = p[j] * (dp[j] - delta);
   }
-  const ParamLayout L(d_);
-  const bool learned_bias =
-      d_.scheme == PositionScheme::kerple || d_.scheme == PositionScheme::fire;
+  const T* dS = r.da.data();  // without DAPE, dS = dB = dA
+  const T* dB = r.da.data();
   if (d_.dape) {
-    // f's output gradient is dA; its input gradient dx splits into S's (first H) and B's.
+    const auto& f = in_.dape;
+    const ParamLayout& L = layout_;
+    const int W = d_.W;
+    simd::Vec<T>* acc = r.grad.data();
+    simd::panel_outer(H, W, r.da.data(), ld, r.act.data(), ld, np, acc + L.dape_w2);
+    simd::panel_row_sums(H, r.da.data(), ld, np, acc + L.dape_b2);
+    simd::panel_gemm(W, H, f.w2.ptr<T>(), 1, W, r.da.data(), ld, r.dz.data(), ld, np, nullptr,
+                     false);  // d act = W2ᵀ·dA
+    activation_backward(r.dz.data(), r.z.data(), W, ld, np, /*leaky=*/true);
+    simd::panel_outer(W, 2 * H, r.dz.data(), ld, r.x.data(), ld, np, acc + L.dape_w1);
+    simd::panel_row_sums(W, r.dz.data(), ld, np, acc + L.dape_b1);
+    simd::panel_gemm(2 * H, W, f.w1.ptr<T>(), 1, 2 * H, r.dz.data(), ld, r.dx.data(), ld, np,
+                     nullptr, false);  // dX = W1ᵀ·dZ
     for (int h = 0; h < H; ++h) {
-      r.dy[h] = dS_.data() + (static_cast<size_t>(h) * N + i) * N;
-      r.dxp[h] = r.dx.data() + static_cast<size_t>(h) * N;
-      r.dxp[H + h] = r.dx.data() + static_cast<size_t>(H + h) * N;
-    }
-    mlp_backward(n, 2 * H, d_.W, H, N, in_.dape.w1.template ptr<T>(), in_.dape.w2.template ptr<T>(),
-                 r.x.data(), r.z.data(), r.act.data(), r.dy.data(), r.dz.data(), r.dxp.data(),
-                 /*leaky=*/true, partial + L.dape_w1, partial + L.dape_b1, partial + L.dape_w2,
-                 partial + L.dape_b2);
-    for (int h = 0; h < H; ++h) {
-      T* __restrict ds = r.dy[h];
-      const T* __restrict dxs = r.dxp[h];
-      const T* __restrict dxb = r.dxp[H + h];
-      T* __restrict db = r.db.data() + static_cast<size_t>(h) * N;
+      const T* __restrict da = r.da.data() + h * ld;
+      T* __restrict ds = r.dx.data() + h * ld;  // dS overwrites ∂f/∂S
+      const T* __restrict dxb = r.dx.data() + (H + h) * ld;
+      T* __restrict db = r.db.data() + h * ld;
 #pragma omp simd
-      for (int j = 0; j < n; ++j) {
-        db[j] = ds[j] + dxb[j];
-        ds[j] += dxs[j];
+      for (int j = 0; j < np; ++j) {
+        db[j] = da[j] + dxb[j];
+        ds[j] += da[j];
       }
-      r.dbp[h] = db;
     }
-  } else {
-    for (int h = 0; h < H; ++h) r.dbp[h] = dS_.data() + (static_cast<size_t>(h) * N + i) * N;
+    dS = r.dx.data();
+    dB = r.db.data();
   }
-  if (learned_bias) scheme_backward_row(i, r, r.dbp.data(), partial);
-  // dq_i = Σ_j dS[j] k_j / sqrt(D)
+  if (d_.scheme == PositionScheme::kerple || d_.scheme == PositionScheme::fire)
+    scheme_backward_row(i, dB, r);
   for (int h = 0; h < H; ++h) {
-    const T* ds = dS_.data() + (static_cast<size_t>(h) * N + i) * N;
-    T* g = dq + (int64_t{b} * N + i) * d_.stride + int64_t{h} * D;
-    std::fill(g, g + D, T(0));
-    for (int j = 0; j < n; ++j) axpy(g, ds[j], k_at(b, j, h), D);
-    for (int e = 0; e < D; ++e) g[e] *= scale_;
+    std::copy(dS + h * ld, dS + h * ld + n, dS_row(h, i));
+    weighted_rows(n, dS + h * ld, k_at(b, 0, h), d_.stride, D, scale_,
+                  dq + (int64_t{b} * N + i) * d_.stride + int64_t{h} * D, r.per_d.data());
+  }
+}
+
+// Adds the lane accumulators to a row block's partial (lanes summed in order) and clears them.
+template <class T>
+void ReferenceAttention<T>::flush_gradients(Rows& r, double* partial) {
+  for (int64_t k = 0; k < layout_.total; ++k) {
+    partial[k] += static_cast<double>(simd::lane_sum<T>(r.grad[k]));
+    r.grad[k] = simd::Vec<T>{};
   }
 }
 
@@ -665,12 +666,12 @@ template <class T>
 void ReferenceAttention<T>::dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv,
                                        std::vector<T>& acc) {
   const int N = d_.N, D = d_.D;
-  const int j1 = std::min(N, j0 + kColumnBlock), width = j1 - j0;
+  const int j1 = std::min(N, j0 + kColumnBlock);
   T* ak = acc.data();
   T* av = acc.data() + static_cast<size_t>(kColumnBlock) * D;
   std::fill(acc.begin(), acc.end(), T(0));
   for (int i = j0; i < N; ++i) {
-    const T* ds = dS_.data() + (static_cast<size_t>(h) * N + i) * N;
+    const T* ds = dS_row(h, i);
     const T* p = P_row(h, i);
     const T* q = q_at(b, i, h);
     const T* g = dout + out_index(b, i, h);
@@ -680,12 +681,12 @@ void ReferenceAttention<T>::dkdv_block(int b, int h, int j0, const T* dout, T* d
       axpy(av + static_cast<size_t>(j - j0) * D, p[j], g, D);
     }
   }
-  for (int c = 0; c < width; ++c) {
-    T* k = dk + (int64_t{b} * N + j0 + c) * d_.stride + int64_t{h} * D;
-    T* v = dv + (int64_t{b} * N + j0 + c) * d_.stride + int64_t{h} * D;
+  for (int j = j0; j < j1; ++j) {
+    T* k = dk + (int64_t{b} * N + j) * d_.stride + int64_t{h} * D;
+    T* v = dv + (int64_t{b} * N + j) * d_.stride + int64_t{h} * D;
     for (int e = 0; e < D; ++e) {
-      k[e] = ak[static_cast<size_t>(c) * D + e] * scale_;
-      v[e] = av[static_cast<size_t>(c) * D + e];
+      k[e] = ak[static_cast<size_t>(j - j0) * D + e] * scale_;
+      v[e] = av[static_cast<size_t>(j - j0) * D + e];
     }
   }
 }
@@ -694,33 +695,32 @@ template <class T>
 void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
                                      const AttentionGrads& grads) {
   const int N = d_.N, H = d_.H;
-  dS_.assign(static_cast<size_t>(H) * N * N, T(0));
-  T* dq = grads.dq.template ptr<T>();
-  T* dk = grads.dk.template ptr<T>();
-  T* dv = grads.dv.template ptr<T>();
-  const ParamLayout L(d_);
+  P_.assign(static_cast<size_t>(H) * N * N, T(0));
+  dS_.assign(P_.size(), T(0));
+  T* dq = grads.dq.ptr<T>();
+  T* dk = grads.dk.ptr<T>();
+  T* dv = grads.dv.ptr<T>();
+  const ParamLayout& L = layout_;
   const int blocks = (N + kRowBlock - 1) / kRowBlock;
   const int column_blocks = (N + kColumnBlock - 1) / kColumnBlock;
   std::vector<double> partials(static_cast<size_t>(blocks) * L.total, 0.0);
 #pragma omp parallel
   {
-    Rows r(d_);
+    Rows r(d_, ld_, L.total);
     std::vector<T> acc(static_cast<size_t>(2) * kColumnBlock * d_.D);
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
       for (int t = 0; t < blocks; ++t) {
         const int block = blocks - 1 - t;  // longest rows first
-        double* partial = partials.data() + static_cast<size_t>(block) * L.total;
         const int i_end = std::min(N, (block + 1) * kRowBlock);
-        for (int i = block * kRowBlock; i < i_end; ++i)
-          backward_row(b, i, out, lse, dout, dq, r, partial);
-      }  // barrier: dS and P complete for this batch element
+        for (int i = block * kRowBlock; i < i_end; ++i) backward_row(b, i, out, lse, dout, dq, r);
+        flush_gradients(r, partials.data() + static_cast<size_t>(block) * L.total);
+      }  // barrier: P and dS are complete for this batch element
 #pragma omp for schedule(dynamic, 1)
-      for (int t = 0; t < H * column_blocks; ++t) {
-        const int h = t / column_blocks, jb = t % column_blocks;
-        dkdv_block(b, h, jb * kColumnBlock, dout, dk, dv, acc);
-      }  // barrier before the next batch element overwrites S, P, dS
+      for (int t = 0; t < H * column_blocks; ++t)
+        dkdv_block(b, t / column_blocks, (t % column_blocks) * kColumnBlock, dout, dk, dv, acc);
+      // barrier before the next batch element overwrites Kt, Vt, P and dS
     }
   }
   if (d_.dape) {
