@@ -1,9 +1,773 @@
-// Placeholder so the tree links while this kernel is being written.
 #include "kernels/cpu/attention_reference.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/check.h"
+#include "kernels/attention_math.h"
+#include "kernels/cpu/simd_rows.h"
+
 namespace dape::cpu {
-template <class T> void attention_reference_forward(const AttentionInputs&, T*, T*) { DAPE_CHECK(false, "pending"); }
-template <class T> void attention_reference_backward(const AttentionInputs&, const T*, const T*, const T*, const AttentionGrads&) { DAPE_CHECK(false, "pending"); }
-#define INST(T) template void attention_reference_forward<T>(const AttentionInputs&, T*, T*); \
-  template void attention_reference_backward<T>(const AttentionInputs&, const T*, const T*, const T*, const AttentionGrads&);
-INST(float) INST(double)
+namespace {
+
+namespace am = dape::attention_math;
+
+// Query rows per gradient partial. Fixed, so the order in which the parameter gradients are
+// summed does not depend on the number of threads.
+constexpr int kRowBlock = 8;
+// Key columns per task when dk and dv are summed over query rows.
+constexpr int kColumnBlock = 16;
+
+// ---- the sizes of one call, validated at the entry ----------------------------------------------
+
+struct Dims {
+  int B = 0, N = 0, H = 0, D = 0;
+  int64_t stride = 0;  // elements between consecutive tokens of q, k, v, dq, dk, dv
+  PositionScheme scheme = PositionScheme::none;
+  bool dape = false;
+  int W = 0;  // f's hidden width (DAPE)
+  int G = 0;  // g's hidden width (FIRE)
+  bool g_leaky = false;
+};
+
+void expect_param(const Tensor& t, DType dt, int64_t numel, const char* what,
+                  const std::string& expected) {
+  DAPE_CHECK(t.defined(), "attention: {} is undefined; expected {}", what, expected);
+  DAPE_CHECK(t.dtype == dt, "attention: {} holds {}, the computation runs in {}", what,
+             dtype_name(t.dtype), dtype_name(dt));
+  DAPE_CHECK(t.numel() == numel, "attention: {} has shape {} ({} elements); expected {}", what,
+             t.shape.str(), t.numel(), expected);
 }
+
+void expect_activation(const Tensor& t, DType dt, int64_t min_numel, const char* what) {
+  DAPE_CHECK(t.defined(), "attention: {} is undefined", what);
+  DAPE_CHECK(t.dtype == dt, "attention: {} holds {}, the computation runs in {}", what,
+             dtype_name(t.dtype), dtype_name(dt));
+  DAPE_CHECK(t.numel() >= min_numel,
+             "attention: {} has shape {} ({} elements), fewer than B*N*H*D = {}", what,
+             t.shape.str(), t.numel(), min_numel);
+}
+
+Dims validate_inputs(const AttentionInputs& in, DType dt) {
+  const AttentionShape& s = in.shape;
+  DAPE_CHECK(s.batch >= 1 && s.seq_len >= 1 && s.heads >= 1 && s.head_dim >= 1,
+             "attention: sizes must be positive, got B={} N={} H={} D={}", s.batch, s.seq_len,
+             s.heads, s.head_dim);
+  Dims d;
+  d.B = s.batch;
+  d.N = s.seq_len;
+  d.H = s.heads;
+  d.D = s.head_dim;
+  d.stride = s.qkv_row_stride;
+  d.scheme = in.bias.scheme;
+  const int64_t HD = int64_t{d.H} * d.D;
+  DAPE_CHECK(d.stride >= HD, "attention: qkv_row_stride {} is shorter than a token's H*D = {}",
+             d.stride, HD);
+  const int64_t numel = int64_t{d.B} * d.N * HD;
+  expect_activation(in.q, dt, numel, "q");
+  expect_activation(in.k, dt, numel, "k");
+  expect_activation(in.v, dt, numel, "v");
+
+  const std::string H = std::to_string(d.H);
+  if (d.scheme == PositionScheme::kerple) {
+    expect_param(in.bias.kerple_p, dt, d.H, "kerple_p", "[" + H + "]");
+    expect_param(in.bias.kerple_a, dt, d.H, "kerple_a", "[" + H + "]");
+  } else if (d.scheme == PositionScheme::fire) {
+    const auto& f = in.bias;
+    DAPE_CHECK(f.fire_b1.defined() && f.fire_b1.numel() >= 1,
+               "attention: fire_b1 must be defined with g's width W >= 1 elements");
+    d.G = static_cast<int>(f.fire_b1.numel());
+    d.g_leaky = f.fire_leaky_relu;
+    const std::string G = std::to_string(d.G);
+    expect_param(f.fire_c, dt, 1, "fire_c", "a scalar");
+    expect_param(f.fire_L_multiplier, dt, 1, "fire_L_multiplier", "a scalar");
+    expect_param(f.fire_w1, dt, d.G, "fire_w1", "[" + G + ", 1] (W taken from fire_b1)");
+    expect_param(f.fire_b1, dt, d.G, "fire_b1", "[" + G + "]");
+    expect_param(f.fire_w2, dt, int64_t{d.H} * d.G, "fire_w2", "[" + H + ", " + G + "]");
+    expect_param(f.fire_b2, dt, d.H, "fire_b2", "[" + H + "]");
+    DAPE_CHECK(std::isfinite(f.fire_L), "attention: fire_L must be finite, got {}", f.fire_L);
+  }
+  d.dape = in.dape.enabled;
+  if (d.dape) {
+    d.W = in.dape.width;
+    DAPE_CHECK(d.W >= 1, "attention: DAPE's mlp width must be at least 1, got {}", d.W);
+    const std::string W = std::to_string(d.W), H2 = std::to_string(2 * d.H);
+    expect_param(in.dape.w1, dt, int64_t{d.W} * 2 * d.H, "dape w1", "[" + W + ", " + H2 + "]");
+    expect_param(in.dape.b1, dt, d.W, "dape b1", "[" + W + "]");
+    expect_param(in.dape.w2, dt, int64_t{d.H} * d.W, "dape w2", "[" + H + ", " + W + "]");
+    expect_param(in.dape.b2, dt, d.H, "dape b2", "[" + H + "]");
+  }
+  return d;
+}
+
+void expect_grad(const Tensor& grad, const Tensor& param, DType dt, const char* what) {
+  DAPE_CHECK(grad.defined(), "attention backward: the gradient of {} is undefined", what);
+  DAPE_CHECK(grad.dtype == dt, "attention backward: the gradient of {} holds {}, expected {}", what,
+             dtype_name(grad.dtype), dtype_name(dt));
+  DAPE_CHECK(grad.numel() == param.numel(),
+             "attention backward: the gradient of {} has {} elements {}, the parameter {}", what,
+             grad.numel(), grad.shape.str(), param.numel());
+}
+
+void validate_grads(const Dims& d, const AttentionInputs& in, const AttentionGrads& g, DType dt) {
+  const int64_t numel = int64_t{d.B} * d.N * d.H * d.D;
+  expect_activation(g.dq, dt, numel, "dq");
+  expect_activation(g.dk, dt, numel, "dk");
+  expect_activation(g.dv, dt, numel, "dv");
+  if (d.scheme == PositionScheme::kerple) {
+    expect_grad(g.bias.kerple_p, in.bias.kerple_p, dt, "kerple_p");
+    expect_grad(g.bias.kerple_a, in.bias.kerple_a, dt, "kerple_a");
+  } else if (d.scheme == PositionScheme::fire) {
+    expect_grad(g.bias.fire_c, in.bias.fire_c, dt, "fire_c");
+    expect_grad(g.bias.fire_L_multiplier, in.bias.fire_L_multiplier, dt, "fire_L_multiplier");
+    expect_grad(g.bias.fire_w1, in.bias.fire_w1, dt, "fire_w1");
+    expect_grad(g.bias.fire_b1, in.bias.fire_b1, dt, "fire_b1");
+    expect_grad(g.bias.fire_w2, in.bias.fire_w2, dt, "fire_w2");
+    expect_grad(g.bias.fire_b2, in.bias.fire_b2, dt, "fire_b2");
+  }
+  if (d.dape) {
+    expect_grad(g.dape.w1, in.dape.w1, dt, "dape w1");
+    expect_grad(g.dape.b1, in.dape.b1, dt, "dape b1");
+    expect_grad(g.dape.w2, in.dape.w2, dt, "dape w2");
+    expect_grad(g.dape.b2, in.dape.b2, dt, "dape b2");
+  }
+}
+
+// ---- row helpers ----------------------------------------------------------------------------
+
+template <class T>
+T dot(const T* __restrict a, const T* __restrict b, int n) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int j = 0; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
+template <class T>
+T sum(const T* __restrict a, int n) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int j = 0; j < n; ++j) s += a[j];
+  return s;
+}
+
+// y[j] += alpha · x[j]
+template <class T>
+void axpy(T* __restrict y, T alpha, const T* __restrict x, int n) {
+#pragma omp simd
+  for (int j = 0; j < n; ++j) y[j] += alpha * x[j];
+}
+
+// dst[e] = factor · Σ_{j<n} w[j]·rows[j·stride + e], e < D: a weighted sum of token rows (V or K
+// of one head), in the order of j (four interleaved partial sums, added pairwise at the end).
+template <class T>
+void weighted_rows(int n, const T* w, const T* rows, int64_t stride, int D, T factor, T* dst,
+                   T* tmp) {
+  std::fill(tmp, tmp + 4 * D, T(0));
+  int j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int r = 0; r < 4; ++r) axpy(tmp + r * D, w[j + r], rows + (j + r) * stride, D);
+  for (; j < n; ++j) axpy(tmp, w[j], rows + j * stride, D);
+  for (int e = 0; e < D; ++e) dst[e] = factor * ((tmp[e] + tmp[D + e]) + (tmp[2 * D + e] + tmp[3 * D + e]));
+}
+
+// act = activation(z) over a panel of `rows` rows.
+template <class T>
+void activate(const T* z, T* act, int rows, int64_t ld, int np, bool leaky) {
+  for (int r = 0; r < rows; ++r) {
+    const T* __restrict zr = z + r * ld;
+    T* __restrict ar = act + r * ld;
+    if (leaky) {
+#pragma omp simd
+      for (int j = 0; j < np; ++j) ar[j] = am::leaky_relu(zr[j]);
+    } else {
+#pragma omp simd
+      for (int j = 0; j < np; ++j) ar[j] = am::relu(zr[j]);
+    }
+  }
+}
+
+// d = d ⊙ activation'(z): the gradient w.r.t. act turned into the gradient w.r.t. z, in place.
+template <class T>
+void activation_backward(T* d, const T* z, int rows, int64_t ld, int np, bool leaky) {
+  for (int r = 0; r < rows; ++r) {
+    T* __restrict dr = d + r * ld;
+    const T* __restrict zr = z + r * ld;
+    if (leaky) {
+#pragma omp simd
+      for (int j = 0; j < np; ++j) dr[j] *= am::leaky_relu_grad(zr[j]);
+    } else {
+#pragma omp simd
+      for (int j = 0; j < np; ++j) dr[j] *= am::relu_grad(zr[j]);
+    }
+  }
+}
+
+// ---- position-only quantities, computed once per call ------------------------------------------
+
+// FIRE's u(i, j) and its derivatives along one query row: j ∈ [0, i], zero up to np.
+template <class T>
+struct FireRow {
+  std::vector<T> u, du_dc, du_dmult;
+  explicit FireRow(int64_t ld) : u(ld), du_dc(ld), du_dmult(ld) {}
+
+  void compute(int i, const PositionBias& bias, int np) {
+    const T c = bias.fire_c.ptr<T>()[0], mult = bias.fire_L_multiplier.ptr<T>()[0];
+    const T L = static_cast<T>(bias.fire_L), eps = static_cast<T>(am::kFireEps);
+    for (int j = 0; j <= i; ++j) {
+      const auto f = am::fire_distance<T>(T(i), T(i - j), c, mult, L, eps);
+      u[j] = f.u;
+      du_dc[j] = f.du_dc;
+      du_dmult[j] = f.du_dmult;
+    }
+    for (int j = i + 1; j < np; ++j) u[j] = du_dc[j] = du_dmult[j] = 0;
+  }
+};
+
+// B[h, i, j] for j ≤ i, as one contiguous row per (h, i):
+//   alibi, kerple: B depends on i − j only; a per-distance table stored in reverse order
+//                  (rev[h][N−1−r] = B at distance r) makes row i the slice starting at N−1−i.
+//   fire:          the full [H, N, N] table of g(u(i, j)).
+//   none, learned, rope: one row of zeros.
+// Kerple's ∂B/∂p and ∂B/∂a are kept in the same reversed layout for backward. The per-distance
+// tables carry one SIMD vector of zeros at the end, so a row can be read whole vectors at a time.
+template <class T>
+class PositionTable {
+ public:
+  PositionTable(const Dims& d, const PositionBias& bias) : d_(d) {
+    const int N = d.N, H = d.H;
+    const size_t distances = static_cast<size_t>(H) * N + simd::kLanes<T>;
+    switch (d.scheme) {
+      case PositionScheme::alibi:
+        values_.assign(distances, T(0));
+        for (int h = 0; h < H; ++h) {
+          const T slope = am::alibi_slope<T>(h, H);
+          for (int r = 0; r < N; ++r) values_[h * N + N - 1 - r] = am::alibi_bias(slope, T(r));
+        }
+        break;
+      case PositionScheme::kerple: {
+        values_.assign(distances, T(0));
+        kerple_dp_.assign(distances, T(0));
+        kerple_da_.assign(distances, T(0));
+        const T* p = bias.kerple_p.ptr<T>();
+        const T* a = bias.kerple_a.ptr<T>();
+        for (int h = 0; h < H; ++h) {
+          const T ph = am::kerple_clamp(p[h]), ah = am::kerple_clamp(a[h]);
+          for (int r = 0; r < N; ++r) {
+            const size_t at = static_cast<size_t>(h) * N + N - 1 - r;
+            values_[at] = am::kerple_bias(ph, ah, T(r));
+            kerple_dp_[at] = am::kerple_bias_dp(ah, T(r));
+            kerple_da_[at] = am::kerple_bias_da(ph, ah, T(r));
+          }
+        }
+        break;
+      }
+      case PositionScheme::fire:
+        build_fire_table(bias);
+        break;
+      case PositionScheme::none:
+      case PositionScheme::learned:
+      case PositionScheme::rope:
+        values_.assign(N, T(0));
+        break;
+    }
+  }
+
+  // B[h, i, 0..i].
+  const T* row(int h, int i) const {
+    switch (d_.scheme) {
+      case PositionScheme::alibi:
+      case PositionScheme::kerple:
+        return values_.data() + static_cast<size_t>(h) * d_.N + (d_.N - 1 - i);
+      case PositionScheme::fire:
+        return values_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N;
+      default:
+        return values_.data();
+    }
+  }
+  // ∂B/∂p and ∂B/∂a along row i of head h; readable up to the row's padded length.
+  const T* kerple_dp_row(int h, int i) const {
+    return kerple_dp_.data() + static_cast<size_t>(h) * d_.N + (d_.N - 1 - i);
+  }
+  const T* kerple_da_row(int h, int i) const {
+    return kerple_da_.data() + static_cast<size_t>(h) * d_.N + (d_.N - 1 - i);
+  }
+
+ private:
+  void build_fire_table(const PositionBias& bias);
+
+  Dims d_;
+  std::vector<T> values_;
+  std::vector<T> kerple_dp_, kerple_da_;
+};
+
+template <class T>
+void PositionTable<T>::build_fire_table(const PositionBias& bias) {
+  const int N = d_.N, H = d_.H, G = d_.G;
+  const int64_t ld = simd::padded<T>(N);
+  values_.assign(static_cast<size_t>(H) * N * N, T(0));
+  const T* w1 = bias.fire_w1.ptr<T>();
+  const T* b1 = bias.fire_b1.ptr<T>();
+  const T* w2 = bias.fire_w2.ptr<T>();
+  const T* b2 = bias.fire_b2.ptr<T>();
+#pragma omp parallel
+  {
+    FireRow<T> fr(ld);
+    std::vector<T> z(G * ld), act(G * ld), g(H * ld);
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < N; ++t) {
+      const int i = N - 1 - t;  // longest rows first
+      const int n = i + 1, np = simd::padded<T>(n);
+      fr.compute(i, bias, np);
+      simd::panel_gemm(G, 1, w1, 1, 1, fr.u.data(), ld, z.data(), ld, np, b1, false);
+      activate(z.data(), act.data(), G, ld, np, d_.g_leaky);
+      simd::panel_gemm(H, G, w2, G, 1, act.data(), ld, g.data(), ld, np, b2, false);
+      for (int h = 0; h < H; ++h)
+        std::copy(g.data() + h * ld, g.data() + h * ld + n,
+                  values_.data() + (static_cast<size_t>(h) * N + i) * N);
+    }
+  }
+}
+
+// ---- learned-parameter gradients: flat layout, one double partial per row block ----------------
+
+struct ParamLayout {
+  int64_t dape_w1 = 0, dape_b1 = 0, dape_w2 = 0, dape_b2 = 0;
+  int64_t kerple_p = 0, kerple_a = 0;
+  int64_t fire_c = 0, fire_mult = 0, fire_w1 = 0, fire_b1 = 0, fire_w2 = 0, fire_b2 = 0;
+  int64_t total = 0;
+
+  explicit ParamLayout(const Dims& d) {
+    auto take = [&](int64_t n) {
+      const int64_t at = total;
+      total += n;
+      return at;
+    };
+    if (d.dape) {
+      dape_w1 = take(int64_t{d.W} * 2 * d.H);
+      dape_b1 = take(d.W);
+      dape_w2 = take(int64_t{d.H} * d.W);
+      dape_b2 = take(d.H);
+    }
+    if (d.scheme == PositionScheme::kerple) {
+      kerple_p = take(d.H);
+      kerple_a = take(d.H);
+    } else if (d.scheme == PositionScheme::fire) {
+      fire_c = take(1);
+      fire_mult = take(1);
+      fire_w1 = take(d.G);
+      fire_b1 = take(d.G);
+      fire_w2 = take(int64_t{d.H} * d.G);
+      fire_b2 = take(d.H);
+    }
+  }
+};
+
+// grad[k] += Σ_blocks partial[block][k], blocks summed in order.
+template <class T>
+void add_partials(const Tensor& grad, const std::vector<double>& partials, int blocks,
+                  int64_t stride, int64_t offset) {
+  T* g = grad.ptr<T>();
+  for (int64_t k = 0; k < grad.numel(); ++k) {
+    double s = 0;
+    for (int b = 0; b < blocks; ++b) s += partials[static_cast<size_t>(b) * stride + offset + k];
+    g[k] += static_cast<T>(s);
+  }
+}
+
+// ---- the per-call state -----------------------------------------------------------------------
+
+// One thread's rows, each `ld` = N padded to whole SIMD vectors: f's input X = [S; B] of every
+// head, the logits A (then P), f's hidden layer, and backward's row gradients. Columns past the
+// row's last key j = i hold zeros or finite values that are never stored (P and every gradient
+// are zero there, so they add nothing to the parameter gradients).
+template <class T>
+struct RowScratch {
+  std::vector<T> x, a, z, act, dz, dp, da, dx, db, du;
+  FireRow<T> fire;
+  std::vector<simd::Vec<T>> grad;  // lane accumulators of the parameter gradients
+  std::vector<T> per_d;              // 4·D partial sums (out and dq rows)
+
+  RowScratch(const Dims& d, int64_t ld, int64_t params)
+      : x(2 * d.H * ld),
+        a(d.H * ld),
+        z(std::max(d.W, d.G) * ld),
+        act(z.size()),
+        dz(z.size()),
+        dp(d.H * ld),
+        da(d.H * ld),
+        dx(2 * d.H * ld),
+        db(d.H * ld),
+        du(ld),
+        fire(d.scheme == PositionScheme::fire ? ld : 0),
+        grad(params),
+        per_d(4 * d.D) {}
+};
+
+template <class T>
+class ReferenceAttention {
+ public:
+  ReferenceAttention(const AttentionInputs& in, const Dims& d)
+      : in_(in),
+        d_(d),
+        layout_(d),
+        ld_(simd::padded<T>(d.N)),
+        table_(d, in.bias),
+        scale_(T(1) / std::sqrt(static_cast<T>(d.D))),
+        q_(in.q.ptr<T>()),
+        k_(in.k.ptr<T>()),
+        v_(in.v.ptr<T>()),
+        Kt_(static_cast<size_t>(d.H) * d.D * ld_),
+        Vt_(Kt_.size()) {}
+
+  void forward(T* out, T* lse);
+  void backward(const T* out, const T* lse, const T* dout, const AttentionGrads& grads);
+
+ private:
+  using Rows = RowScratch<T>;
+
+  const T* q_at(int b, int n, int h) const {
+    return q_ + (int64_t{b} * d_.N + n) * d_.stride + int64_t{h} * d_.D;
+  }
+  const T* k_at(int b, int n, int h) const {
+    return k_ + (int64_t{b} * d_.N + n) * d_.stride + int64_t{h} * d_.D;
+  }
+  const T* v_at(int b, int n, int h) const {
+    return v_ + (int64_t{b} * d_.N + n) * d_.stride + int64_t{h} * d_.D;
+  }
+  int64_t out_index(int b, int n, int h) const {
+    return ((int64_t{b} * d_.N + n) * d_.H + h) * d_.D;
+  }
+  const T* Kt(int h) const { return Kt_.data() + static_cast<size_t>(h) * d_.D * ld_; }
+  const T* Vt(int h) const { return Vt_.data() + static_cast<size_t>(h) * d_.D * ld_; }
+  T* P_row(int h, int i) { return P_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
+  T* dS_row(int h, int i) { return dS_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
+
+  void transpose_kv(int b);
+  void logits_row(int b, int i, Rows& r);
+  void forward_row(int b, int i, Rows& r, T* out, T* lse);
+  void backward_row(int b, int i, const T* out, const T* lse, const T* dout, T* dq, Rows& r);
+  void scheme_backward_row(int i, const T* dB, Rows& r);
+  void flush_gradients(Rows& r, double* partial);
+  void dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv, std::vector<T>& acc);
+
+  const AttentionInputs& in_;
+  Dims d_;
+  ParamLayout layout_;
+  int64_t ld_;
+  PositionTable<T> table_;
+  T scale_;  // 1/sqrt(D)
+  const T* q_;
+  const T* k_;
+  const T* v_;
+  // One batch element at a time: K and V transposed to [H, D, ld] (zero past N), so that the
+  // rows run over the key index j. Backward also materializes P and dS as [H, N, N] (j ≤ i
+  // written) for the pass over key columns that sums dk and dv.
+  std::vector<T> Kt_, Vt_;
+  std::vector<T> P_, dS_;
+};
+
+template <class T>
+void ReferenceAttention<T>::transpose_kv(int b) {
+  const int N = d_.N, D = d_.D;
+#pragma omp for schedule(static)
+  for (int h = 0; h < d_.H; ++h)
+    for (int j = 0; j < N; ++j) {
+      const T* kj = k_at(b, j, h);
+      const T* vj = v_at(b, j, h);
+      for (int e = 0; e < D; ++e) {
+        Kt_[(static_cast<size_t>(h) * D + e) * ld_ + j] = kj[e];
+        Vt_[(static_cast<size_t>(h) * D + e) * ld_ + j] = vj[e];
+      }
+    }
+}
+
+// Row i of every head: S = q_i·Kᵀ/sqrt(D) and B into r.x, A = S + B (+ f([S; B])) into r.a, and
+// f's hidden layer (pre-activation and activation) into r.z, r.act.
+template <class T>
+void ReferenceAttention<T>::logits_row(int b, int i, Rows& r) {
+  const int H = d_.H, D = d_.D, n = i + 1, np = simd::padded<T>(n);
+  const int64_t ld = ld_;
+  for (int h = 0; h < H; ++h) {
+    T* __restrict s = r.x.data() + h * ld;
+    simd::panel_gemm(1, D, q_at(b, i, h), 0, 1, Kt(h), ld, s, ld, np, nullptr, false);
+    T* __restrict bias = r.x.data() + (H + h) * ld;
+    const T* src = table_.row(h, i);
+    std::copy(src, src + n, bias);
+    std::fill(bias + n, bias + np, T(0));
+    T* __restrict a = r.a.data() + h * ld;
+#pragma omp simd
+    for (int j = 0; j < np; ++j) {
+      s[j] *= scale_;
+      a[j] = s[j] + bias[j];
+    }
+  }
+  if (d_.dape) {
+    const auto& f = in_.dape;
+    simd::panel_gemm(d_.W, 2 * H, f.w1.ptr<T>(), 2 * H, 1, r.x.data(), ld, r.z.data(), ld, np,
+                     f.b1.ptr<T>(), false);
+    activate(r.z.data(), r.act.data(), d_.W, ld, np, /*leaky=*/true);
+    simd::panel_gemm(H, d_.W, f.w2.ptr<T>(), d_.W, 1, r.act.data(), ld, r.a.data(), ld, np,
+                     f.b2.ptr<T>(), /*accumulate=*/true);
+  }
+}
+
+template <class T>
+void ReferenceAttention<T>::forward_row(int b, int i, Rows& r, T* out, T* lse) {
+  const int H = d_.H, N = d_.N, n = i + 1, np = simd::padded<T>(n);
+  logits_row(b, i, r);
+  for (int h = 0; h < H; ++h) {
+    T* __restrict p = r.a.data() + h * ld_;
+    T m = p[0];
+    for (int j = 1; j < n; ++j) m = std::max(m, p[j]);
+    simd::exp_shifted(p, n, m);
+    const T total = sum(p, n);
+    const T inv = T(1) / total;
+#pragma omp simd
+    for (int j = 0; j < n; ++j) p[j] *= inv;
+    std::fill(p + n, p + np, T(0));
+    lse[(int64_t{b} * H + h) * N + i] = m + std::log(total);
+    weighted_rows(n, p, v_at(b, 0, h), d_.stride, d_.D, T(1), out + out_index(b, i, h),
+                  r.per_d.data());  // out = P·V
+  }
+}
+
+template <class T>
+void ReferenceAttention<T>::forward(T* out, T* lse) {
+  const int N = d_.N;
+#pragma omp parallel
+  {
+    Rows r(d_, ld_, layout_.total);
+    for (int b = 0; b < d_.B; ++b) {
+      transpose_kv(b);  // ends with a barrier
+#pragma omp for schedule(dynamic, 1)
+      for (int t = 0; t < N; ++t) forward_row(b, N - 1 - t, r, out, lse);  // longest rows first
+    }  // the loop's barrier: Kt and Vt are free for the next batch element
+  }
+}
+
+// The learned position parameters' gradients from the row's dB[h][j] (zero past the last key),
+// into the lane accumulators.
+template <class T>
+void ReferenceAttention<T>::scheme_backward_row(int i, const T* dB, Rows& r) {
+  const int H = d_.H, np = simd::padded<T>(i + 1);
+  const int64_t ld = ld_;
+  const ParamLayout& L = layout_;
+  simd::Vec<T>* acc = r.grad.data();
+  if (d_.scheme == PositionScheme::kerple) {
+    for (int h = 0; h < H; ++h) {
+      simd::panel_outer(1, 1, dB + h * ld, ld, table_.kerple_dp_row(h, i), ld, np,
+                        acc + L.kerple_p + h);
+      simd::panel_outer(1, 1, dB + h * ld, ld, table_.kerple_da_row(h, i), ld, np,
+                        acc + L.kerple_a + h);
+    }
+  } else if (d_.scheme == PositionScheme::fire) {
+    // g's forward again, then its backward: dB is g's output gradient, u its input.
+    const auto& f = in_.bias;
+    const int G = d_.G;
+    r.fire.compute(i, f, np);
+    const T* u = r.fire.u.data();
+    simd::panel_gemm(G, 1, f.fire_w1.ptr<T>(), 1, 1, u, ld, r.z.data(), ld, np,
+                     f.fire_b1.ptr<T>(), false);
+    activate(r.z.data(), r.act.data(), G, ld, np, d_.g_leaky);
+    simd::panel_outer(H, G, dB, ld, r.act.data(), ld, np, acc + L.fire_w2);
+    simd::panel_row_sums(H, dB, ld, np, acc + L.fire_b2);
+    simd::panel_gemm(G, H, f.fire_w2.ptr<T>(), 1, G, dB, ld, r.dz.data(), ld, np, nullptr, false);
+    activation_backward(r.dz.data(), r.z.data(), G, ld, np, d_.g_leaky);
+    simd::panel_outer(G, 1, r.dz.data(), ld, u, ld, np, acc + L.fire_w1);
+    simd::panel_row_sums(G, r.dz.data(), ld, np, acc + L.fire_b1);
+    simd::panel_gemm(1, G, f.fire_w1.ptr<T>(), 0, 1, r.dz.data(), ld, r.du.data(), ld, np, nullptr,
+                     false);  // du = w1ᵀ·dz
+    simd::panel_outer(1, 1, r.du.data(), ld, r.fire.du_dc.data(), ld, np, acc + L.fire_c);
+    simd::panel_outer(1, 1, r.du.data(), ld, r.fire.du_dmult.data(), ld, np, acc + L.fire_mult);
+  }
+}
+
+// Row i of backward: recompute the logits and P (from the saved lse), then
+//   dP = dout_i·Vᵀ, dA = P ⊙ (dP − dout_i·out_i), f's backward (dA is its output gradient),
+//   dS = dA + ∂f/∂S, dB = dA + ∂f/∂B, dq_i = dS·K/sqrt(D),
+// storing P and dS for the pass over key columns.
+template <class T>
+void ReferenceAttention<T>::backward_row(int b, int i, const T* out, const T* lse,
+                                         const T* dout, T* dq, Rows& r) {
+  const int H = d_.H, N = d_.N, D = d_.D, n = i + 1, np = simd::padded<T>(n);
+  const int64_t ld = ld_;
+  logits_row(b, i, r);
+  for (int h = 0; h < H; ++h) {
+    T* __restrict p = r.a.data() + h * ld;
+    const T l = lse[(int64_t{b} * H + h) * N + i];
+    simd::exp_shifted(p, n, l);
+    std::fill(p + n, p + np, T(0));
+    std::copy(p, p + n, P_row(h, i));
+    const T* g = dout + out_index(b, i, h);
+    T* __restrict dp = r.dp.data() + h * ld;
+    simd::panel_gemm(1, D, g, 0, 1, Vt(h), ld, dp, ld, np, nullptr, false);
+    const T delta = dot(g, out + out_index(b, i, h), D);
+    T* __restrict da = r.da.data() + h * ld;
+#pragma omp simd
+    for (int j = 0; j < np; ++j) da[j] = p[j] * (dp[j] - delta);
+  }
+  const T* dS = r.da.data();  // without DAPE, dS = dB = dA
+  const T* dB = r.da.data();
+  if (d_.dape) {
+    const auto& f = in_.dape;
+    const ParamLayout& L = layout_;
+    const int W = d_.W;
+    simd::Vec<T>* acc = r.grad.data();
+    simd::panel_outer(H, W, r.da.data(), ld, r.act.data(), ld, np, acc + L.dape_w2);
+    simd::panel_row_sums(H, r.da.data(), ld, np, acc + L.dape_b2);
+    simd::panel_gemm(W, H, f.w2.ptr<T>(), 1, W, r.da.data(), ld, r.dz.data(), ld, np, nullptr,
+                     false);  // d act = W2ᵀ·dA
+    activation_backward(r.dz.data(), r.z.data(), W, ld, np, /*leaky=*/true);
+    simd::panel_outer(W, 2 * H, r.dz.data(), ld, r.x.data(), ld, np, acc + L.dape_w1);
+    simd::panel_row_sums(W, r.dz.data(), ld, np, acc + L.dape_b1);
+    simd::panel_gemm(2 * H, W, f.w1.ptr<T>(), 1, 2 * H, r.dz.data(), ld, r.dx.data(), ld, np,
+                     nullptr, false);  // dX = W1ᵀ·dZ
+    for (int h = 0; h < H; ++h) {
+      const T* __restrict da = r.da.data() + h * ld;
+      T* __restrict ds = r.dx.data() + h * ld;  // dS overwrites ∂f/∂S
+      const T* __restrict dxb = r.dx.data() + (H + h) * ld;
+      T* __restrict db = r.db.data() + h * ld;
+#pragma omp simd
+      for (int j = 0; j < np; ++j) {
+        db[j] = da[j] + dxb[j];
+        ds[j] += da[j];
+      }
+    }
+    dS = r.dx.data();
+    dB = r.db.data();
+  }
+  if (d_.scheme == PositionScheme::kerple || d_.scheme == PositionScheme::fire)
+    scheme_backward_row(i, dB, r);
+  for (int h = 0; h < H; ++h) {
+    std::copy(dS + h * ld, dS + h * ld + n, dS_row(h, i));
+    weighted_rows(n, dS + h * ld, k_at(b, 0, h), d_.stride, D, scale_,
+                  dq + (int64_t{b} * N + i) * d_.stride + int64_t{h} * D, r.per_d.data());
+  }
+}
+
+// Adds the lane accumulators to a row block's partial (lanes summed in order) and clears them.
+template <class T>
+void ReferenceAttention<T>::flush_gradients(Rows& r, double* partial) {
+  for (int64_t k = 0; k < layout_.total; ++k) {
+    partial[k] += static_cast<double>(simd::lane_sum<T>(r.grad[k]));
+    r.grad[k] = simd::Vec<T>{};
+  }
+}
+
+// dk_j = Σ_{i ≥ j} dS[h, i, j] q_i / sqrt(D) and dv_j = Σ_{i ≥ j} P[h, i, j] dout_i for the key
+// columns [j0, j0 + kColumnBlock), summed over i in order.
+template <class T>
+void ReferenceAttention<T>::dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv,
+                                       std::vector<T>& acc) {
+  const int N = d_.N, D = d_.D;
+  const int j1 = std::min(N, j0 + kColumnBlock);
+  T* ak = acc.data();
+  T* av = acc.data() + static_cast<size_t>(kColumnBlock) * D;
+  std::fill(acc.begin(), acc.end(), T(0));
+  for (int i = j0; i < N; ++i) {
+    const T* ds = dS_row(h, i);
+    const T* p = P_row(h, i);
+    const T* q = q_at(b, i, h);
+    const T* g = dout + out_index(b, i, h);
+    const int last = std::min(i, j1 - 1);
+    for (int j = j0; j <= last; ++j) {
+      axpy(ak + static_cast<size_t>(j - j0) * D, ds[j], q, D);
+      axpy(av + static_cast<size_t>(j - j0) * D, p[j], g, D);
+    }
+  }
+  for (int j = j0; j < j1; ++j) {
+    T* k = dk + (int64_t{b} * N + j) * d_.stride + int64_t{h} * D;
+    T* v = dv + (int64_t{b} * N + j) * d_.stride + int64_t{h} * D;
+    for (int e = 0; e < D; ++e) {
+      k[e] = ak[static_cast<size_t>(j - j0) * D + e] * scale_;
+      v[e] = av[static_cast<size_t>(j - j0) * D + e];
+    }
+  }
+}
+
+template <class T>
+void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
+                                     const AttentionGrads& grads) {
+  const int N = d_.N, H = d_.H;
+  P_.assign(static_cast<size_t>(H) * N * N, T(0));
+  dS_.assign(P_.size(), T(0));
+  T* dq = grads.dq.ptr<T>();
+  T* dk = grads.dk.ptr<T>();
+  T* dv = grads.dv.ptr<T>();
+  const ParamLayout& L = layout_;
+  const int blocks = (N + kRowBlock - 1) / kRowBlock;
+  const int column_blocks = (N + kColumnBlock - 1) / kColumnBlock;
+  std::vector<double> partials(static_cast<size_t>(blocks) * L.total, 0.0);
+#pragma omp parallel
+  {
+    Rows r(d_, ld_, L.total);
+    std::vector<T> acc(static_cast<size_t>(2) * kColumnBlock * d_.D);
+    for (int b = 0; b < d_.B; ++b) {
+      transpose_kv(b);  // ends with a barrier
+#pragma omp for schedule(dynamic, 1)
+      for (int t = 0; t < blocks; ++t) {
+        const int block = blocks - 1 - t;  // longest rows first
+        const int i_end = std::min(N, (block + 1) * kRowBlock);
+        for (int i = block * kRowBlock; i < i_end; ++i) backward_row(b, i, out, lse, dout, dq, r);
+        flush_gradients(r, partials.data() + static_cast<size_t>(block) * L.total);
+      }  // barrier: P and dS are complete for this batch element
+#pragma omp for schedule(dynamic, 1)
+      for (int t = 0; t < H * column_blocks; ++t)
+        dkdv_block(b, t / column_blocks, (t % column_blocks) * kColumnBlock, dout, dk, dv, acc);
+      // barrier before the next batch element overwrites Kt, Vt, P and dS
+    }
+  }
+  if (d_.dape) {
+    add_partials<T>(grads.dape.w1, partials, blocks, L.total, L.dape_w1);
+    add_partials<T>(grads.dape.b1, partials, blocks, L.total, L.dape_b1);
+    add_partials<T>(grads.dape.w2, partials, blocks, L.total, L.dape_w2);
+    add_partials<T>(grads.dape.b2, partials, blocks, L.total, L.dape_b2);
+  }
+  if (d_.scheme == PositionScheme::kerple) {
+    add_partials<T>(grads.bias.kerple_p, partials, blocks, L.total, L.kerple_p);
+    add_partials<T>(grads.bias.kerple_a, partials, blocks, L.total, L.kerple_a);
+  } else if (d_.scheme == PositionScheme::fire) {
+    add_partials<T>(grads.bias.fire_c, partials, blocks, L.total, L.fire_c);
+    add_partials<T>(grads.bias.fire_L_multiplier, partials, blocks, L.total, L.fire_mult);
+    add_partials<T>(grads.bias.fire_w1, partials, blocks, L.total, L.fire_w1);
+    add_partials<T>(grads.bias.fire_b1, partials, blocks, L.total, L.fire_b1);
+    add_partials<T>(grads.bias.fire_w2, partials, blocks, L.total, L.fire_w2);
+    add_partials<T>(grads.bias.fire_b2, partials, blocks, L.total, L.fire_b2);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void attention_reference_forward(const AttentionInputs& in, T* out, T* lse) {
+  const Dims d = validate_inputs(in, dtype_of<T>());
+  DAPE_CHECK(out != nullptr && lse != nullptr, "attention forward: out and lse must be defined");
+  ReferenceAttention<T>(in, d).forward(out, lse);
+}
+
+template <class T>
+void attention_reference_backward(const AttentionInputs& in, const T* out, const T* lse,
+                                  const T* dout, const AttentionGrads& grads) {
+  const Dims d = validate_inputs(in, dtype_of<T>());
+  validate_grads(d, in, grads, dtype_of<T>());
+  DAPE_CHECK(out != nullptr && lse != nullptr && dout != nullptr,
+             "attention backward: out, lse and dout must be defined");
+  ReferenceAttention<T>(in, d).backward(out, lse, dout, grads);
+}
+
+template void attention_reference_forward<float>(const AttentionInputs&, float*, float*);
+template void attention_reference_forward<double>(const AttentionInputs&, double*, double*);
+template void attention_reference_backward<float>(const AttentionInputs&, const float*,
+                                                  const float*, const float*,
+                                                  const AttentionGrads&);
+template void attention_reference_backward<double>(const AttentionInputs&, const double*,
+                                                   const double*, const double*,
+                                                   const AttentionGrads&);
+
+}  // namespace dape::cpu

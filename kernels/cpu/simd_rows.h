@@ -1,0 +1,223 @@
+/*
+ * Vectorized kernels over "row panels": small matrices whose long dimension runs along the key
+ * index j of one attention row. The reference attention evaluates f, g and the per-head products
+ * of a query row as such panels: f's hidden layer is Z[W][j] = W1[W][2H] · X[2H][j], its
+ * weight gradient is dW1[W][2H] += dZ[W][j] · X[2H][j]ᵀ, and so on.
+ *
+ * A panel is `rows` rows of `ld` elements each; kernels run over the first `np` columns, where
+ * np is a multiple of the SIMD width (callers pad rows to it). Two shapes of work:
+ *   panel_gemm:   Y[m][:] (+)= bias[m] + Σ_k A(m, k) · X[k][:]   (A small, scalar-broadcast)
+ *   panel_outer:  acc[m][n] += X[m][:] ⊙ Y[n][:]                   (lane-wise, reduced later)
+ * Both keep a register tile of accumulators (rows × SIMD vectors) and stream the panel once, so
+ * the inner loop is loads and FMAs. Lane accumulators are reduced by the caller in a fixed lane
+ * order, which keeps the results independent of threads.
+ *
+ * The SIMD type is GCC/Clang's vector extension sized to the widest enabled ISA (AVX-512, AVX,
+ * else SSE), so the code is portable and the compiler emits plain vector loads and FMAs.
+ */
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace dape::cpu::simd {
+
+#if defined(__AVX512F__)
+constexpr int kBytes = 64;
+#elif defined(__AVX__)
+constexpr int kBytes = 32;
+#else
+constexpr int kBytes = 16;
+#endif
+
+template <class T>
+struct VecOf {
+  typedef T type __attribute__((vector_size(kBytes)));
+};
+template <class T>
+using Vec = typename VecOf<T>::type;
+template <class T>
+constexpr int kLanes = kBytes / static_cast<int>(sizeof(T));
+
+// n rounded up to a whole number of SIMD vectors.
+template <class T>
+constexpr int padded(int n) {
+  return (n + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
+}
+
+template <class T>
+inline Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <class T>
+inline void store(T* p, const Vec<T>& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <class T>
+inline Vec<T> splat(T x) {
+  return Vec<T>{} + x;
+}
+// Σ of the lanes, in lane order (T is not deduced: lane_sum<T>(v)).
+template <class T>
+inline T lane_sum(const Vec<T>& v) {
+  T s = 0;
+  for (int l = 0; l < kLanes<T>; ++l) s += v[l];
+  return s;
+}
+
+// ---- panel_gemm -----------------------------------------------------------------------------
+
+// R output rows × TB vectors of columns starting at column j.
+template <class T, int R, int TB>
+inline void gemm_tile(int K, const T* a, int64_t a_row, int64_t a_col, const T* x, int64_t ldx,
+                      T* y, int64_t ldy, int64_t j, const T* bias, bool accumulate) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc[R][TB];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TB; ++t) {
+      acc[r][t] = accumulate ? load(y + r * ldy + j + t * L) : Vec<T>{};
+      if (bias) acc[r][t] += bias[r];
+    }
+  for (int k = 0; k < K; ++k) {
+    Vec<T> xv[TB];
+    for (int t = 0; t < TB; ++t) xv[t] = load(x + k * ldx + j + t * L);
+    for (int r = 0; r < R; ++r) {
+      const T av = a[r * a_row + k * a_col];
+      for (int t = 0; t < TB; ++t) acc[r][t] += av * xv[t];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TB; ++t) store(y + r * ldy + j + t * L, acc[r][t]);
+}
+
+template <class T, int R>
+inline void gemm_rows(int K, const T* a, int64_t a_row, int64_t a_col, const T* x, int64_t ldx,
+                      T* y, int64_t ldy, int np, const T* bias, bool accumulate) {
+  constexpr int L = kLanes<T>;
+  constexpr int TB = 8 / R;  // about 8 accumulators in flight
+  const int tiles = np / L;
+  int t = 0;
+  for (; t + TB <= tiles; t += TB)
+    gemm_tile<T, R, TB>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+  for (; t < tiles; ++t)
+    gemm_tile<T, R, 1>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+}
+
+// Y[m][0..np) = (accumulate ? Y[m] : 0) + (bias ? bias[m] : 0) + Σ_k A(m, k) · X[k][0..np) for
+// m < M, with A(m, k) = a[m·a_row + k·a_col] (so a transposed A is a stride swap).
+template <class T>
+void panel_gemm(int M, int K, const T* a, int64_t a_row, int64_t a_col, const T* x, int64_t ldx,
+                T* y, int64_t ldy, int np, const std::type_identity_t<T>* bias, bool accumulate) {
+  int m = 0;
+  for (; m + 8 <= M; m += 8)
+    gemm_rows<T, 8>(K, a + m * a_row, a_row, a_col, x, ldx, y + m * ldy, ldy, np,
+                    bias ? bias + m : nullptr, accumulate);
+  for (; m + 4 <= M; m += 4)
+    gemm_rows<T, 4>(K, a + m * a_row, a_row, a_col, x, ldx, y + m * ldy, ldy, np,
+                    bias ? bias + m : nullptr, accumulate);
+  for (; m < M; ++m)
+    gemm_rows<T, 1>(K, a + m * a_row, a_row, a_col, x, ldx, y + m * ldy, ldy, np,
+                    bias ? bias + m : nullptr, accumulate);
+}
+
+// ---- panel_outer ----------------------------------------------------------------------------
+
+template <class T, int RM, int RN>
+inline void outer_tile(int tiles, const T* x, int64_t ldx, const T* y, int64_t ldy, Vec<T>* acc,
+                       int64_t acc_ld) {
+  constexpr int L = kLanes<T>;
+  Vec<T> s[RM][RN];
+  for (int r = 0; r < RM; ++r)
+    for (int c = 0; c < RN; ++c) s[r][c] = acc[r * acc_ld + c];
+  for (int t = 0; t < tiles; ++t) {
+    Vec<T> xv[RM], yv[RN];
+    for (int r = 0; r < RM; ++r) xv[r] = load(x + r * ldx + t * L);
+    for (int c = 0; c < RN; ++c) yv[c] = load(y + c * ldy + t * L);
+    for (int r = 0; r < RM; ++r)
+      for (int c = 0; c < RN; ++c) s[r][c] += xv[r] * yv[c];
+  }
+  for (int r = 0; r < RM; ++r)
+    for (int c = 0; c < RN; ++c) acc[r * acc_ld + c] = s[r][c];
+}
+
+// acc[m·N + n] += X[m][0..np) ⊙ Y[n][0..np), summed over the vectors of the row (lane-wise).
+template <class T>
+void panel_outer(int M, int N, const T* x, int64_t ldx, const T* y, int64_t ldy, int np,
+                 Vec<T>* acc) {
+  const int tiles = np / kLanes<T>;
+  int m = 0;
+  for (; m + 4 <= M; m += 4) {
+    int n = 0;
+    for (; n + 4 <= N; n += 4)
+      outer_tile<T, 4, 4>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * N + n, N);
+    for (; n < N; ++n)
+      outer_tile<T, 4, 1>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * N + n, N);
+  }
+  for (; m < M; ++m) {
+    int n = 0;
+    for (; n + 4 <= N; n += 4)
+      outer_tile<T, 1, 4>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * N + n, N);
+    for (; n < N; ++n)
+      outer_tile<T, 1, 1>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * N + n, N);
+  }
+}
+
+// acc[m] += X[m][0..np), lane-wise.
+template <class T>
+void panel_row_sums(int M, const T* x, int64_t ldx, int np, Vec<T>* acc) {
+  for (int m = 0; m < M; ++m)
+    for (int j = 0; j < np; j += kLanes<T>) acc[m] += load(x + m * ldx + j);
+}
+
+// ---- exp ------------------------------------------------------------------------------------
+
+// e^x for float vectors: Cody–Waite reduction x = k·ln2 + r, a degree-6 polynomial for e^r
+// (Cephes' expf, relative error below 2·10⁻⁷ on [−87, 88]) and the exponent added to the bits.
+// Inputs below −87.3 give 0; the callers pass x ≤ ~0 (logits minus their maximum or the lse).
+inline Vec<float> exp_vec(Vec<float> x) {
+  typedef int32_t VI __attribute__((vector_size(kBytes)));
+  const Vec<float> lo = splat(-87.3f), hi = splat(88.3f);
+  const VI underflow = x < lo;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const Vec<float> fx = x * 1.44269504088896341f + 0.5f;
+  VI k = __builtin_convertvector(fx, VI);  // truncates toward zero ...
+  k += __builtin_convertvector(k, Vec<float>) > fx;  // ... so step down where that rounded up
+  const Vec<float> kf = __builtin_convertvector(k, Vec<float>);
+  x = x - kf * 0.693359375f + kf * 2.12194440e-4f;
+  Vec<float> y = splat(1.9875691500e-4f);
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * x * x + x + 1.0f;
+  const VI bits = (k + 127) << 23;
+  Vec<float> scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  const Vec<float> r = y * scale;
+  return underflow ? Vec<float>{} : r;
+}
+
+// x[j] = e^(x[j] − shift) for j < n: vectorized for float, std::exp for double (the precision
+// used for gradient checks).
+inline void exp_shifted(float* x, int n, float shift) {
+  constexpr int L = kLanes<float>;
+  int j = 0;
+  for (; j + L <= n; j += L) store(x + j, exp_vec(load(x + j) - shift));
+  if (j < n) {
+    float tail[L] = {};
+    for (int t = j; t < n; ++t) tail[t - j] = x[t];
+    const Vec<float> e = exp_vec(load(tail) - shift);
+    for (int t = j; t < n; ++t) x[t] = e[t - j];
+  }
+}
+inline void exp_shifted(double* x, int n, double shift) {
+  for (int j = 0; j < n; ++j) x[j] = std::exp(x[j] - shift);
+}
+
+}  // namespace dape::cpu::simd
