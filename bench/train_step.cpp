@@ -5,6 +5,7 @@
  *
  *   bench/train_step                       # both presets
  *   bench/train_step --preset demo --steps 10
+ *   bench/train_step --preset demo --profile   # time per op
  *   bench/train_step --layers 4 --d-model 256 --heads 8 --position alibi --no-dape --batch 16 --seq 128
  *
  * FLOPs counted: 6 × (matmul parameters, LM head included) per token plus the causal attention
@@ -21,6 +22,7 @@
 #include "core/model/decoder.h"
 #include "core/optim/adamw_optimizer.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/profiling_ops.h"
 
 using namespace dape;
 
@@ -30,8 +32,10 @@ struct Preset {
 };
 
 static void run(const Preset& p, const std::string& position, bool dape_on, int width, int steps, int threads,
-                const std::string& attention) {
-  CpuOps ops(DType::f32, threads);
+                const std::string& attention, bool profile) {
+  CpuOps cpu(DType::f32, threads);
+  ProfilingOps profiler(cpu);
+  Ops& ops = profile ? static_cast<Ops&>(profiler) : cpu;
   ModelSpec s;
   s.layers = p.layers;
   s.d_model = p.d_model;
@@ -65,6 +69,7 @@ static void run(const Preset& p, const std::string& position, bool dape_on, int 
     ops.synchronize();
   };
   step(1);  // warm-up
+  profiler.reset();
   std::vector<double> times;
   for (int i = 0; i < steps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
@@ -78,6 +83,7 @@ static void run(const Preset& p, const std::string& position, bool dape_on, int 
   std::printf("%-6s %3d %5d %4d %6d %-7s %-4s %4d %5d %3d  %8.3f %10.0f %9.1f  %7.1f\n", p.name.c_str(), p.layers,
               p.d_model, p.heads, p.vocab, position.c_str(), dape_on ? "yes" : "no", p.seq, p.batch, steps, median,
               tok_s, gflops, model.params().size() / 1e6);
+  if (profile) std::printf("\nper-op time over %d steps:\n%s\n", steps, profiler.report().c_str());
   std::fflush(stdout);
 }
 
@@ -85,7 +91,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Training-step benchmark (tokens/s, achieved GFLOP/s)"};
   std::string preset = "all", position = "kerple", attention = "reference";
   int layers = 0, d_model = 256, heads = 8, vocab = 257, batch = 16, seq = 128, steps = 5, threads = 0, width = 32;
-  bool no_dape = false;
+  bool no_dape = false, profile = false;
   app.add_option("--preset", preset, "demo | 125m | all (ignored when --layers is given)");
   app.add_option("--layers", layers, "Custom model: layers (0: use the presets)");
   app.add_option("--d-model", d_model);
@@ -99,6 +105,7 @@ int main(int argc, char** argv) {
   app.add_option("--attention", attention, "reference|fused");
   app.add_option("--steps", steps, "Timed steps (median reported)");
   app.add_option("--threads", threads, "CPU threads (0: OMP default)");
+  app.add_flag("--profile", profile, "Also print time per op (synchronizes after every op)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Preset> presets;
@@ -108,6 +115,6 @@ int main(int argc, char** argv) {
   std::printf("%-6s %3s %5s %4s %6s %-7s %-4s %4s %5s %3s  %8s %10s %9s  %7s\n", "model", "L", "d", "H", "vocab",
               "pos", "dape", "T", "batch", "n", "step_s", "tokens/s", "GFLOP/s", "Mparams");
   for (const auto& p : presets)
-    run(p, position, !no_dape, width, p.name == "125m" && steps > 3 ? 3 : steps, threads, attention);
+    run(p, position, !no_dape, width, p.name == "125m" && steps > 3 ? 3 : steps, threads, attention, profile);
   return 0;
 }

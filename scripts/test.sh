@@ -7,10 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh -DDAPE_WERROR=ON
-(cd build && ctest --output-on-failure --timeout 900 -j 2)
+# Serially: each test already uses every core (OpenMP), and oversubscribed OpenMP threads
+# spin-wait each other to a crawl.
+(cd build && ctest --output-on-failure --timeout 900)
 if [ "${DAPE_SKIP_SANITIZE:-0}" != "1" ]; then
   DAPE_BUILD_DIR=build-sanitize bash scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DDAPE_SANITIZE=ON \
     -DDAPE_CUDA=OFF -DDAPE_WERROR=ON
-  (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure --timeout 900 -j 2)
+  (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure --timeout 900)
 fi
 echo "test.sh: all tests passed"

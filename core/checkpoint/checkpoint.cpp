@@ -121,6 +121,7 @@ void prune(const std::string& ckpt_root, int keep_last, const std::string& prote
     if (name.rfind("step_", 0) == 0 && name.find(".tmp") != std::string::npos) fs::remove_all(e.path(), ec);
   }
   if (keep_last <= 0) return;
+  // Keep the newest keep_last, and the protected one besides.
   auto steps = complete_steps(ckpt_root);
   const int64_t excess = static_cast<int64_t>(steps.size()) - keep_last;
   for (int64_t i = 0; i < excess; ++i) {

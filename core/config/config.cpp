@@ -18,19 +18,18 @@ namespace pb = google::protobuf;
 
 namespace {
 
-// The dotted path of the field written on (0-based) `line` of text-format `text`, found by
-// tracking `name {` / `}` nesting up to that line; "" when the line names no field.
+// The dotted path of the field written on (0-based) `line` of text-format `text`, or of the
+// last field before it when the line names none (the parser often stops one token late), found
+// by tracking `name {` / `}` nesting; "" when there is no field at all.
 std::string field_path_at_line(const std::string& text, int line) {
   std::vector<std::string> stack;
-  std::string last_ident, first_on_line;
+  std::string last_path, line_path;
   int cur = 0;
   for (size_t i = 0; i < text.size() && cur <= line; ++i) {
     const char c = text[i];
     if (c == '\n') {
       ++cur;
-      continue;
-    }
-    if (c == '#') {
+    } else if (c == '#') {
       while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
     } else if (c == '"' || c == '\'') {
       for (++i; i < text.size() && text[i] != c && text[i] != '\n'; ++i)
@@ -38,19 +37,19 @@ std::string field_path_at_line(const std::string& text, int line) {
     } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       size_t j = i;
       while (j < text.size() && (std::isalnum(static_cast<unsigned char>(text[j])) || text[j] == '_')) ++j;
-      last_ident = text.substr(i, j - i);
-      if (cur == line && first_on_line.empty()) first_on_line = last_ident;
+      std::string path;
+      for (const auto& s : stack) path += s + ".";
+      last_path = path + text.substr(i, j - i);
+      if (cur == line && line_path.empty()) line_path = last_path;
       i = j - 1;
     } else if (c == '{' && cur < line) {
-      stack.push_back(last_ident);
+      const auto dot = last_path.rfind('.');
+      stack.push_back(dot == std::string::npos ? last_path : last_path.substr(dot + 1));
     } else if (c == '}' && cur < line && !stack.empty()) {
       stack.pop_back();
     }
   }
-  if (first_on_line.empty()) return "";
-  std::string path;
-  for (const auto& s : stack) path += s + ".";
-  return path + first_on_line;
+  return line_path.empty() ? last_path : line_path;
 }
 
 class CollectErrors : public pb::io::ErrorCollector {

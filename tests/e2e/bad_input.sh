@@ -29,14 +29,15 @@ expect_error "train_00000.tok" "$DAPE" train --config ok.pbtxt --set data.path=d
 cp -r data data_trunc && truncate -s -10 data_trunc/train_00000.tok
 expect_error "train_00000.tok" "$DAPE" train --config ok.pbtxt --set data.path=data_trunc
 expect_error "train_00000.tok" "$DAPE" inspect data_trunc/train_00000.tok
-# A token id at or above the vocabulary (257 for bytes): overwrite one uint16 token with 300.
+# Token ids at or above the vocabulary (257 for bytes): every 8th uint16 token becomes 300, so
+# every training sample holds one.
 cp -r data data_badtok
 python3 - data_badtok/train_00000.tok <<'PY'
 import sys
 p = sys.argv[1]
 b = bytearray(open(p, 'rb').read())
-off = 40 + 2 * 100          # header (40 bytes), then token 100
-b[off:off + 2] = (300).to_bytes(2, 'little')
+for off in range(40, len(b) - 1, 16):   # after the 40-byte header, every 8th token
+    b[off:off + 2] = (300).to_bytes(2, 'little')
 open(p, 'wb').write(bytes(b))
 PY
 expect_error "checksum" "$DAPE" train --config ok.pbtxt --set data.path=data_badtok

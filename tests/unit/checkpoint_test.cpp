@@ -157,8 +157,12 @@ TEST_F(CheckpointTest, KeepLastPrunesOldestButNeverTheProtectedOne) {
   save(40, 2, first);
   EXPECT_TRUE(fs::exists(first));
   EXPECT_FALSE(fs::exists(dir_ / "checkpoints/step_00000020"));
-  EXPECT_FALSE(fs::exists(dir_ / "checkpoints/step_00000030"));
+  EXPECT_TRUE(fs::exists(dir_ / "checkpoints/step_00000030"));
   EXPECT_TRUE(fs::exists(dir_ / "checkpoints/step_00000040"));
+  // Without protection only the newest two remain.
+  save(50, 2);
+  EXPECT_FALSE(fs::exists(first));
+  EXPECT_FALSE(fs::exists(dir_ / "checkpoints/step_00000030"));
 }
 
 TEST_F(CheckpointTest, ShapeMismatchIsAnError) {
