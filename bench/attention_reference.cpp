@@ -13,8 +13,8 @@
  *                              [--no-dape]
  */
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -46,9 +46,12 @@ Options parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--threads") o.threads = std::atoi(next());
-    else if (a == "--reps") o.reps = std::max(1, std::atoi(next()));
-    else if (a == "--no-dape") o.dape = false;
+    if (a == "--threads")
+      o.threads = std::atoi(next());
+    else if (a == "--reps")
+      o.reps = std::max(1, std::atoi(next()));
+    else if (a == "--no-dape")
+      o.dape = false;
     else if (a == "--large") {
       o.B = 1;
       o.N = 2048;

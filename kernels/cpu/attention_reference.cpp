@@ -1,10 +1,7 @@
 #include "kernels/cpu/attention_reference.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -161,19 +158,6 @@ template <class T>
 void axpy(T* __restrict y, T alpha, const T* __restrict x, int n) {
 #pragma omp simd
   for (int j = 0; j < n; ++j) y[j] += alpha * x[j];
-}
-
-// dst[e] = factor · Σ_{j<n} w[j]·rows[j·stride + e], e < D: a weighted sum of token rows (V or K
-// of one head), in the order of j (four interleaved partial sums, added pairwise at the end).
-template <class T>
-void weighted_rows(int n, const T* w, const T* rows, int64_t stride, int D, T factor, T* dst,
-                   T* tmp) {
-  std::fill(tmp, tmp + 4 * D, T(0));
-  int j = 0;
-  for (; j + 4 <= n; j += 4)
-    for (int r = 0; r < 4; ++r) axpy(tmp + r * D, w[j + r], rows + (j + r) * stride, D);
-  for (; j < n; ++j) axpy(tmp, w[j], rows + j * stride, D);
-  for (int e = 0; e < D; ++e) dst[e] = factor * ((tmp[e] + tmp[D + e]) + (tmp[2 * D + e] + tmp[3 * D + e]));
 }
 
 // act = activation(z) over a panel of `rows` rows.
@@ -391,7 +375,6 @@ struct RowScratch {
   std::vector<T> x, a, z, act, dz, dp, da, dx, db, du;
   FireRow<T> fire;
   std::vector<simd::Vec<T>> grad;  // lane accumulators of the parameter gradients
-  std::vector<T> per_d;              // 4·D partial sums (out and dq rows)
 
   RowScratch(const Dims& d, int64_t ld, int64_t params)
       : x(2 * d.H * ld),
@@ -405,8 +388,7 @@ struct RowScratch {
         db(d.H * ld),
         du(ld),
         fire(d.scheme == PositionScheme::fire ? ld : 0),
-        grad(params),
-        per_d(4 * d.D) {}
+        grad(params) {}
 };
 
 template <class T>
@@ -454,7 +436,9 @@ class ReferenceAttention {
   void backward_row(int b, int i, const T* out, const T* lse, const T* dout, T* dq, Rows& r);
   void scheme_backward_row(int i, const T* dB, Rows& r);
   void flush_gradients(Rows& r, double* partial);
-  void dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv, std::vector<T>& acc);
+  template <int COLS>
+  void dkdv_columns(int b, int h, int jc, const T* dout, T* dk, T* dv);
+  void dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv);
 
   const AttentionInputs& in_;
   Dims d_;
@@ -523,8 +507,7 @@ void ReferenceAttention<T>::forward_row(int b, int i, Rows& r, T* out, T* lse) {
   logits_row(b, i, r);
   for (int h = 0; h < H; ++h) {
     T* __restrict p = r.a.data() + h * ld_;
-    T m = p[0];
-    for (int j = 1; j < n; ++j) m = std::max(m, p[j]);
+    const T m = simd::row_max(p, n);
     simd::exp_shifted(p, n, m);
     const T total = sum(p, n);
     const T inv = T(1) / total;
@@ -532,8 +515,8 @@ void ReferenceAttention<T>::forward_row(int b, int i, Rows& r, T* out, T* lse) {
     for (int j = 0; j < n; ++j) p[j] *= inv;
     std::fill(p + n, p + np, T(0));
     lse[(int64_t{b} * H + h) * N + i] = m + std::log(total);
-    weighted_rows(n, p, v_at(b, 0, h), d_.stride, d_.D, T(1), out + out_index(b, i, h),
-                  r.per_d.data());  // out = P·V
+    simd::weighted_row_sum(n, p, v_at(b, 0, h), d_.stride, d_.D, T(1),
+                           out + out_index(b, i, h));  // out = P·V
   }
 }
 
@@ -572,8 +555,8 @@ void ReferenceAttention<T>::scheme_backward_row(int i, const T* dB, Rows& r) {
     const int G = d_.G;
     r.fire.compute(i, f, np);
     const T* u = r.fire.u.data();
-    simd::panel_gemm(G, 1, f.fire_w1.ptr<T>(), 1, 1, u, ld, r.z.data(), ld, np,
-                     f.fire_b1.ptr<T>(), false);
+    simd::panel_gemm(G, 1, f.fire_w1.ptr<T>(), 1, 1, u, ld, r.z.data(), ld, np, f.fire_b1.ptr<T>(),
+                     false);
     activate(r.z.data(), r.act.data(), G, ld, np, d_.g_leaky);
     simd::panel_outer(H, G, dB, ld, r.act.data(), ld, np, acc + L.fire_w2);
     simd::panel_row_sums(H, dB, ld, np, acc + L.fire_b2);
@@ -593,8 +576,8 @@ void ReferenceAttention<T>::scheme_backward_row(int i, const T* dB, Rows& r) {
 //   dS = dA + ∂f/∂S, dB = dA + ∂f/∂B, dq_i = dS·K/sqrt(D),
 // storing P and dS for the pass over key columns.
 template <class T>
-void ReferenceAttention<T>::backward_row(int b, int i, const T* out, const T* lse,
-                                         const T* dout, T* dq, Rows& r) {
+void ReferenceAttention<T>::backward_row(int b, int i, const T* out, const T* lse, const T* dout,
+                                         T* dq, Rows& r) {
   const int H = d_.H, N = d_.N, D = d_.D, n = i + 1, np = simd::padded<T>(n);
   const int64_t ld = ld_;
   logits_row(b, i, r);
@@ -646,8 +629,8 @@ void ReferenceAttention<T>::backward_row(int b, int i, const T* out, const T* ls
     scheme_backward_row(i, dB, r);
   for (int h = 0; h < H; ++h) {
     std::copy(dS + h * ld, dS + h * ld + n, dS_row(h, i));
-    weighted_rows(n, dS + h * ld, k_at(b, 0, h), d_.stride, D, scale_,
-                  dq + (int64_t{b} * N + i) * d_.stride + int64_t{h} * D, r.per_d.data());
+    simd::weighted_row_sum(n, dS + h * ld, k_at(b, 0, h), d_.stride, D, scale_,
+                           dq + (int64_t{b} * N + i) * d_.stride + int64_t{h} * D);
   }
 }
 
@@ -660,35 +643,60 @@ void ReferenceAttention<T>::flush_gradients(Rows& r, double* partial) {
   }
 }
 
-// dk_j = Σ_{i ≥ j} dS[h, i, j] q_i / sqrt(D) and dv_j = Σ_{i ≥ j} P[h, i, j] dout_i for the key
-// columns [j0, j0 + kColumnBlock), summed over i in order.
+// dk_j = Σ_{i ≥ j} dS[h, i, j]·q_i / sqrt(D) and dv_j = Σ_{i ≥ j} P[h, i, j]·dout_i for COLS key
+// columns from jc, one SIMD vector of the head dimension at a time, each summed over i in order.
+// P and dS are zero above the diagonal, so the rows i ≥ jc can all be included.
 template <class T>
-void ReferenceAttention<T>::dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv,
-                                       std::vector<T>& acc) {
+template <int COLS>
+void ReferenceAttention<T>::dkdv_columns(int b, int h, int jc, const T* dout, T* dk, T* dv) {
+  constexpr int L = simd::kLanes<T>;
   const int N = d_.N, D = d_.D;
-  const int j1 = std::min(N, j0 + kColumnBlock);
-  T* ak = acc.data();
-  T* av = acc.data() + static_cast<size_t>(kColumnBlock) * D;
-  std::fill(acc.begin(), acc.end(), T(0));
-  for (int i = j0; i < N; ++i) {
-    const T* ds = dS_row(h, i);
-    const T* p = P_row(h, i);
-    const T* q = q_at(b, i, h);
-    const T* g = dout + out_index(b, i, h);
-    const int last = std::min(i, j1 - 1);
-    for (int j = j0; j <= last; ++j) {
-      axpy(ak + static_cast<size_t>(j - j0) * D, ds[j], q, D);
-      axpy(av + static_cast<size_t>(j - j0) * D, p[j], g, D);
+  auto dst = [&](T* base, int c) {
+    return base + (int64_t{b} * N + jc + c) * d_.stride + int64_t{h} * D;
+  };
+  int e = 0;
+  for (; e + L <= D; e += L) {
+    simd::Vec<T> ak[COLS] = {}, av[COLS] = {};
+    for (int i = jc; i < N; ++i) {
+      const T* ds = dS_row(h, i) + jc;
+      const T* p = P_row(h, i) + jc;
+      const simd::Vec<T> qv = simd::load(q_at(b, i, h) + e);
+      const simd::Vec<T> gv = simd::load(dout + out_index(b, i, h) + e);
+      for (int c = 0; c < COLS; ++c) {
+        ak[c] += ds[c] * qv;
+        av[c] += p[c] * gv;
+      }
+    }
+    for (int c = 0; c < COLS; ++c) {
+      simd::store(dst(dk, c) + e, ak[c] * scale_);
+      simd::store(dst(dv, c) + e, av[c]);
     }
   }
-  for (int j = j0; j < j1; ++j) {
-    T* k = dk + (int64_t{b} * N + j) * d_.stride + int64_t{h} * D;
-    T* v = dv + (int64_t{b} * N + j) * d_.stride + int64_t{h} * D;
-    for (int e = 0; e < D; ++e) {
-      k[e] = ak[static_cast<size_t>(j - j0) * D + e] * scale_;
-      v[e] = av[static_cast<size_t>(j - j0) * D + e];
+  for (; e < D; ++e) {
+    T ak[COLS] = {}, av[COLS] = {};
+    for (int i = jc; i < N; ++i) {
+      const T* ds = dS_row(h, i) + jc;
+      const T* p = P_row(h, i) + jc;
+      const T qe = q_at(b, i, h)[e], ge = dout[out_index(b, i, h) + e];
+      for (int c = 0; c < COLS; ++c) {
+        ak[c] += ds[c] * qe;
+        av[c] += p[c] * ge;
+      }
+    }
+    for (int c = 0; c < COLS; ++c) {
+      dst(dk, c)[e] = ak[c] * scale_;
+      dst(dv, c)[e] = av[c];
     }
   }
+}
+
+// dk and dv of the key columns [j0, j0 + kColumnBlock) of head h.
+template <class T>
+void ReferenceAttention<T>::dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv) {
+  const int j1 = std::min(d_.N, j0 + kColumnBlock);
+  int jc = j0;
+  for (; jc + 4 <= j1; jc += 4) dkdv_columns<4>(b, h, jc, dout, dk, dv);
+  for (; jc < j1; ++jc) dkdv_columns<1>(b, h, jc, dout, dk, dv);
 }
 
 template <class T>
@@ -707,7 +715,6 @@ void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
 #pragma omp parallel
   {
     Rows r(d_, ld_, L.total);
-    std::vector<T> acc(static_cast<size_t>(2) * kColumnBlock * d_.D);
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
@@ -719,7 +726,7 @@ void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
       }  // barrier: P and dS are complete for this batch element
 #pragma omp for schedule(dynamic, 1)
       for (int t = 0; t < H * column_blocks; ++t)
-        dkdv_block(b, t / column_blocks, (t % column_blocks) * kColumnBlock, dout, dk, dv, acc);
+        dkdv_block(b, t / column_blocks, (t % column_blocks) * kColumnBlock, dout, dk, dv);
       // barrier before the next batch element overwrites Kt, Vt, P and dS
     }
   }

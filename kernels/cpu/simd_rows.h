@@ -98,11 +98,18 @@ template <class T, int R>
 inline void gemm_rows(int K, const T* a, int64_t a_row, int64_t a_col, const T* x, int64_t ldx,
                       T* y, int64_t ldy, int np, const T* bias, bool accumulate) {
   constexpr int L = kLanes<T>;
-  constexpr int TB = 8 / R;  // about 8 accumulators in flight
   const int tiles = np / L;
   int t = 0;
-  for (; t + TB <= tiles; t += TB)
-    gemm_tile<T, R, TB>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+  // About 8 accumulators in flight; narrower tiles for what is left of the row.
+  if constexpr (R <= 1)
+    for (; t + 8 <= tiles; t += 8)
+      gemm_tile<T, R, 8>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+  if constexpr (R <= 2)
+    for (; t + 4 <= tiles; t += 4)
+      gemm_tile<T, R, 4>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+  if constexpr (R <= 4)
+    for (; t + 2 <= tiles; t += 2)
+      gemm_tile<T, R, 2>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
   for (; t < tiles; ++t)
     gemm_tile<T, R, 1>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
 }
@@ -173,6 +180,68 @@ void panel_row_sums(int M, const T* x, int64_t ldx, int np, Vec<T>* acc) {
     for (int j = 0; j < np; j += kLanes<T>) acc[m] += load(x + m * ldx + j);
 }
 
+// max_j x[j] for j < n (n >= 1); exact, so the order does not matter.
+template <class T>
+T row_max(const T* x, int n) {
+  constexpr int L = kLanes<T>;
+  T m = x[0];
+  int j = 0;
+  if (n >= L) {
+    Vec<T> v = load(x);
+    for (j = L; j + L <= n; j += L) {
+      const Vec<T> next = load(x + j);
+      v = next > v ? next : v;
+    }
+    for (int l = 0; l < L; ++l) m = v[l] > m ? v[l] : m;
+  }
+  for (; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+// ---- weighted sums of token rows --------------------------------------------------------------
+
+// dst[e] = factor · Σ_{j<n} w[j]·rows[j·stride + e] for e < D: P·V and dS·K for one query row,
+// reading the token-major rows of one head. Four interleaved partial sums over j (j mod 4),
+// combined pairwise at the end: a fixed order, whatever the SIMD width.
+template <class T>
+void weighted_row_sum(int n, const T* w, const T* rows, int64_t stride, int D, T factor, T* dst) {
+  constexpr int L = kLanes<T>;
+  int e = 0;
+  for (; e + 2 * L <= D; e += 2 * L) {
+    Vec<T> a[4][2] = {};
+    int j = 0;
+    for (; j + 4 <= n; j += 4)
+      for (int r = 0; r < 4; ++r) {
+        const T* row = rows + (j + r) * stride + e;
+        a[r][0] += w[j + r] * load(row);
+        a[r][1] += w[j + r] * load(row + L);
+      }
+    for (; j < n; ++j) {
+      const T* row = rows + j * stride + e;
+      a[0][0] += w[j] * load(row);
+      a[0][1] += w[j] * load(row + L);
+    }
+    store(dst + e, factor * ((a[0][0] + a[1][0]) + (a[2][0] + a[3][0])));
+    store(dst + e + L, factor * ((a[0][1] + a[1][1]) + (a[2][1] + a[3][1])));
+  }
+  for (; e + L <= D; e += L) {
+    Vec<T> a[4] = {};
+    int j = 0;
+    for (; j + 4 <= n; j += 4)
+      for (int r = 0; r < 4; ++r) a[r] += w[j + r] * load(rows + (j + r) * stride + e);
+    for (; j < n; ++j) a[0] += w[j] * load(rows + j * stride + e);
+    store(dst + e, factor * ((a[0] + a[1]) + (a[2] + a[3])));
+  }
+  for (; e < D; ++e) {
+    T a[4] = {};
+    int j = 0;
+    for (; j + 4 <= n; j += 4)
+      for (int r = 0; r < 4; ++r) a[r] += w[j + r] * rows[(j + r) * stride + e];
+    for (; j < n; ++j) a[0] += w[j] * rows[j * stride + e];
+    dst[e] = factor * ((a[0] + a[1]) + (a[2] + a[3]));
+  }
+}
+
 // ---- exp ------------------------------------------------------------------------------------
 
 // e^x for float vectors: Cody–Waite reduction x = k·ln2 + r, a degree-6 polynomial for e^r
@@ -185,7 +254,7 @@ inline Vec<float> exp_vec(Vec<float> x) {
   x = x < lo ? lo : x;
   x = x > hi ? hi : x;
   const Vec<float> fx = x * 1.44269504088896341f + 0.5f;
-  VI k = __builtin_convertvector(fx, VI);  // truncates toward zero ...
+  VI k = __builtin_convertvector(fx, VI);            // truncates toward zero ...
   k += __builtin_convertvector(k, Vec<float>) > fx;  // ... so step down where that rounded up
   const Vec<float> kf = __builtin_convertvector(k, Vec<float>);
   x = x - kf * 0.693359375f + kf * 2.12194440e-4f;
