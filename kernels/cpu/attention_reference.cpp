@@ -367,9 +367,9 @@ void add_partials(const Tensor& grad, const std::vector<double>& partials, int b
 // ---- the per-call state -----------------------------------------------------------------------
 
 // One thread's rows, each `ld` = N padded to whole SIMD vectors: f's input X = [S; B] of every
-// head, the logits A (then P), f's hidden layer, and backward's row gradients. Columns past the
-// row's last key j = i hold zeros or finite values that are never stored (P and every gradient
-// are zero there, so they add nothing to the parameter gradients).
+// head, the logits A (then P), f's hidden layer, and backward's row gradients. Past the row's
+// last key j = i, X is zero, so f computes finite values there that are never stored, and P and
+// every gradient are zero, so those columns add nothing to the parameter gradients.
 template <class T>
 struct RowScratch {
   std::vector<T> x, a, z, act, dz, dp, da, dx, db, du;
@@ -480,6 +480,7 @@ void ReferenceAttention<T>::logits_row(int b, int i, Rows& r) {
   for (int h = 0; h < H; ++h) {
     T* __restrict s = r.x.data() + h * ld;
     simd::panel_gemm(1, D, q_at(b, i, h), 0, 1, Kt(h), ld, s, ld, np, nullptr, false);
+    std::fill(s + n, s + np, T(0));  // masked keys: nothing of them reaches f
     T* __restrict bias = r.x.data() + (H + h) * ld;
     const T* src = table_.row(h, i);
     std::copy(src, src + n, bias);
