@@ -200,46 +200,54 @@ T row_max(const T* x, int n) {
 
 // ---- weighted sums of token rows --------------------------------------------------------------
 
-// dst[e] = factor · Σ_{j<n} w[j]·rows[j·stride + e] for e < D: P·V and dS·K for one query row,
-// reading the token-major rows of one head. Four interleaved partial sums over j (j mod 4),
-// combined pairwise at the end: a fixed order, whatever the SIMD width.
-template <class T>
-void weighted_row_sum(int n, const T* w, const T* rows, int64_t stride, int D, T factor, T* dst) {
+// One chunk of V vectors of the head dimension, from element e, for R query rows.
+template <class T, int R, int V>
+inline void weighted_chunk(int n, const T* w, int64_t ldw, const T* rows, int64_t stride, int e,
+                           T factor, T* dst, int64_t ld_dst) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc[R][V] = {};
+  for (int j = 0; j < n; ++j) {
+    Vec<T> v[V];
+    for (int c = 0; c < V; ++c) v[c] = load(rows + j * stride + e + c * L);
+    for (int r = 0; r < R; ++r) {
+      const T wr = w[r * ldw + j];
+      for (int c = 0; c < V; ++c) acc[r][c] += wr * v[c];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < V; ++c) store(dst + r * ld_dst + e + c * L, factor * acc[r][c]);
+}
+
+template <class T, int R>
+inline void weighted_rows_r(int n, const T* w, int64_t ldw, const T* rows, int64_t stride, int D,
+                            T factor, T* dst, int64_t ld_dst) {
   constexpr int L = kLanes<T>;
   int e = 0;
-  for (; e + 2 * L <= D; e += 2 * L) {
-    Vec<T> a[4][2] = {};
-    int j = 0;
-    for (; j + 4 <= n; j += 4)
-      for (int r = 0; r < 4; ++r) {
-        const T* row = rows + (j + r) * stride + e;
-        a[r][0] += w[j + r] * load(row);
-        a[r][1] += w[j + r] * load(row + L);
-      }
-    for (; j < n; ++j) {
-      const T* row = rows + j * stride + e;
-      a[0][0] += w[j] * load(row);
-      a[0][1] += w[j] * load(row + L);
-    }
-    store(dst + e, factor * ((a[0][0] + a[1][0]) + (a[2][0] + a[3][0])));
-    store(dst + e + L, factor * ((a[0][1] + a[1][1]) + (a[2][1] + a[3][1])));
-  }
-  for (; e + L <= D; e += L) {
-    Vec<T> a[4] = {};
-    int j = 0;
-    for (; j + 4 <= n; j += 4)
-      for (int r = 0; r < 4; ++r) a[r] += w[j + r] * load(rows + (j + r) * stride + e);
-    for (; j < n; ++j) a[0] += w[j] * load(rows + j * stride + e);
-    store(dst + e, factor * ((a[0] + a[1]) + (a[2] + a[3])));
-  }
+  for (; e + 4 * L <= D; e += 4 * L)
+    weighted_chunk<T, R, 4>(n, w, ldw, rows, stride, e, factor, dst, ld_dst);
+  for (; e + 2 * L <= D; e += 2 * L)
+    weighted_chunk<T, R, 2>(n, w, ldw, rows, stride, e, factor, dst, ld_dst);
+  for (; e + L <= D; e += L)
+    weighted_chunk<T, R, 1>(n, w, ldw, rows, stride, e, factor, dst, ld_dst);
   for (; e < D; ++e) {
-    T a[4] = {};
-    int j = 0;
-    for (; j + 4 <= n; j += 4)
-      for (int r = 0; r < 4; ++r) a[r] += w[j + r] * rows[(j + r) * stride + e];
-    for (; j < n; ++j) a[0] += w[j] * rows[j * stride + e];
-    dst[e] = factor * ((a[0] + a[1]) + (a[2] + a[3]));
+    T acc[R] = {};
+    for (int j = 0; j < n; ++j)
+      for (int r = 0; r < R; ++r) acc[r] += w[r * ldw + j] * rows[j * stride + e];
+    for (int r = 0; r < R; ++r) dst[r * ld_dst + e] = factor * acc[r];
   }
+}
+
+// dst[r·ld_dst + e] = factor · Σ_{j<n} w[r·ldw + j]·rows[j·stride + e] for r < R, e < D: P·V and
+// dS·K for R query rows at once, reading each token row (of one head) once per four query rows.
+// Every output is one running sum over j in order, so a row's result does not depend on R.
+template <class T>
+void weighted_row_sums(int R, int n, const T* w, int64_t ldw, const T* rows, int64_t stride, int D,
+                       T factor, T* dst, int64_t ld_dst) {
+  int r = 0;
+  for (; r + 4 <= R; r += 4)
+    weighted_rows_r<T, 4>(n, w + r * ldw, ldw, rows, stride, D, factor, dst + r * ld_dst, ld_dst);
+  for (; r < R; ++r)
+    weighted_rows_r<T, 1>(n, w + r * ldw, ldw, rows, stride, D, factor, dst + r * ld_dst, ld_dst);
 }
 
 // ---- exp ------------------------------------------------------------------------------------

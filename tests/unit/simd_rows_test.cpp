@@ -91,24 +91,34 @@ TEST(SimdRows, PanelOuterAndRowSumsMatchLoops) {
 
 template <class T>
 void check_weighted_rows(double tol) {
-  for (int D : {1, 4, 8, 16, 24, 32, 48, 64})
-    for (int n : {1, 3, 4, 9, 70}) {
-      const int64_t stride = 3 * D + 1;
-      const auto rows = random_panel<T>(static_cast<size_t>(n) * stride, 7);
-      const auto w = random_panel<T>(n, 8);
-      std::vector<T> dst(D);
-      simd::weighted_row_sum<T>(n, w.data(), rows.data(), stride, D, T(0.5), dst.data());
-      for (int e = 0; e < D; ++e) {
-        double want = 0;
-        for (int j = 0; j < n; ++j) want += w[j] * rows[j * stride + e];
-        EXPECT_NEAR(dst[e], 0.5 * want, tol) << "D=" << D << " n=" << n;
+  for (int D : {1, 4, 8, 16, 24, 32, 48, 64, 80})
+    for (int R : {1, 3, 4, 5, 8})
+      for (int n : {1, 3, 4, 9, 70}) {
+        const int64_t stride = 3 * D + 1, ldw = n + 3, ld_dst = D + 2;
+        const auto rows = random_panel<T>(static_cast<size_t>(n) * stride, 7);
+        const auto w = random_panel<T>(static_cast<size_t>(R) * ldw, 8);
+        std::vector<T> dst(static_cast<size_t>(R) * ld_dst, T(-7));
+        simd::weighted_row_sums<T>(R, n, w.data(), ldw, rows.data(), stride, D, T(0.5), dst.data(),
+                                   ld_dst);
+        for (int r = 0; r < R; ++r) {
+          for (int e = 0; e < D; ++e) {
+            double want = 0;
+            for (int j = 0; j < n; ++j) want += w[r * ldw + j] * rows[j * stride + e];
+            EXPECT_NEAR(dst[r * ld_dst + e], 0.5 * want, tol) << "D=" << D << " R=" << R;
+          }
+          EXPECT_EQ(dst[r * ld_dst + D], T(-7)) << "wrote past D";
+          // A row's result does not depend on how many rows are computed with it.
+          std::vector<T> alone(D);
+          simd::weighted_row_sums<T>(1, n, w.data() + r * ldw, ldw, rows.data(), stride, D, T(0.5),
+                                     alone.data(), D);
+          for (int e = 0; e < D; ++e) EXPECT_EQ(alone[e], dst[r * ld_dst + e]);
+        }
+        const T m = simd::row_max(w.data(), n);
+        EXPECT_EQ(m, *std::max_element(w.begin(), w.begin() + n));
       }
-      const T m = simd::row_max(w.data(), n);
-      EXPECT_EQ(m, *std::max_element(w.begin(), w.end()));
-    }
 }
 
-TEST(SimdRows, WeightedRowSumAndMaxMatchLoops) {
+TEST(SimdRows, WeightedRowSumsAndMaxMatchLoops) {
   check_weighted_rows<float>(1e-5);
   check_weighted_rows<double>(1e-13);
 }
