@@ -451,8 +451,9 @@ class ReferenceAttention {
   void scheme_backward_row(int i, int np, const T* dB, Rows& r);
   void flush_gradients(Rows& r, double* partial);
   template <int COLS>
-  void dkdv_columns(int b, int h, int jc, const T* dout, T* dk, T* dv);
-  void dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv);
+  void dkdv_columns(int b, int h, int j0, int jc, const T* dsT, const T* pT, const T* dout, T* dk,
+                    T* dv);
+  void dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv, std::vector<T>& columns);
 
   const AttentionInputs& in_;
   Dims d_;
@@ -700,26 +701,32 @@ void ReferenceAttention<T>::flush_gradients(Rows& r, double* partial) {
 
 // dk_j = Σ_{i ≥ j} dS[h, i, j]·q_i / sqrt(D) and dv_j = Σ_{i ≥ j} P[h, i, j]·dout_i for COLS key
 // columns from jc, one SIMD vector of the head dimension at a time, each summed over i in order.
-// P and dS are zero above the diagonal, so the rows i ≥ jc can all be included.
+// dsT and pT hold the columns of the block transposed ([column][i − j0]); P and dS are zero above
+// the diagonal, so the rows i ≥ jc can all be included.
 template <class T>
 template <int COLS>
-void ReferenceAttention<T>::dkdv_columns(int b, int h, int jc, const T* dout, T* dk, T* dv) {
+void ReferenceAttention<T>::dkdv_columns(int b, int h, int j0, int jc, const T* dsT, const T* pT,
+                                         const T* dout, T* dk, T* dv) {
   constexpr int L = simd::kLanes<T>;
-  const int N = d_.N, D = d_.D;
+  const int N = d_.N, D = d_.D, rows = N - j0;
   auto dst = [&](T* base, int c) {
     return base + (int64_t{b} * N + jc + c) * d_.stride + int64_t{h} * D;
   };
+  const T* ds[COLS];
+  const T* p[COLS];
+  for (int c = 0; c < COLS; ++c) {
+    ds[c] = dsT + static_cast<size_t>(jc - j0 + c) * rows - j0;  // indexed by i
+    p[c] = pT + static_cast<size_t>(jc - j0 + c) * rows - j0;
+  }
   int e = 0;
   for (; e + L <= D; e += L) {
     simd::Vec<T> ak[COLS] = {}, av[COLS] = {};
     for (int i = jc; i < N; ++i) {
-      const T* ds = dS_row(h, i) + jc;
-      const T* p = P_row(h, i) + jc;
       const simd::Vec<T> qv = simd::load(q_at(b, i, h) + e);
       const simd::Vec<T> gv = simd::load(dout + out_index(b, i, h) + e);
       for (int c = 0; c < COLS; ++c) {
-        ak[c] += ds[c] * qv;
-        av[c] += p[c] * gv;
+        ak[c] += ds[c][i] * qv;
+        av[c] += p[c][i] * gv;
       }
     }
     for (int c = 0; c < COLS; ++c) {
@@ -730,12 +737,10 @@ void ReferenceAttention<T>::dkdv_columns(int b, int h, int jc, const T* dout, T*
   for (; e < D; ++e) {
     T ak[COLS] = {}, av[COLS] = {};
     for (int i = jc; i < N; ++i) {
-      const T* ds = dS_row(h, i) + jc;
-      const T* p = P_row(h, i) + jc;
       const T qe = q_at(b, i, h)[e], ge = dout[out_index(b, i, h) + e];
       for (int c = 0; c < COLS; ++c) {
-        ak[c] += ds[c] * qe;
-        av[c] += p[c] * ge;
+        ak[c] += ds[c][i] * qe;
+        av[c] += p[c][i] * ge;
       }
     }
     for (int c = 0; c < COLS; ++c) {
@@ -745,13 +750,26 @@ void ReferenceAttention<T>::dkdv_columns(int b, int h, int jc, const T* dout, T*
   }
 }
 
-// dk and dv of the key columns [j0, j0 + kColumnBlock) of head h.
+// dk and dv of the key columns [j0, j0 + kColumnBlock) of head h. The block's columns of dS and
+// P are first copied out transposed (each row of them read once), so the sums over i stream
+// contiguous memory.
 template <class T>
-void ReferenceAttention<T>::dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv) {
-  const int j1 = std::min(d_.N, j0 + kColumnBlock);
+void ReferenceAttention<T>::dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv,
+                                       std::vector<T>& columns) {
+  const int N = d_.N, j1 = std::min(N, j0 + kColumnBlock), width = j1 - j0, rows = N - j0;
+  T* dsT = columns.data();
+  T* pT = columns.data() + static_cast<size_t>(kColumnBlock) * N;
+  for (int i = j0; i < N; ++i) {
+    const T* ds = dS_row(h, i) + j0;
+    const T* p = P_row(h, i) + j0;
+    for (int c = 0; c < width; ++c) {
+      dsT[static_cast<size_t>(c) * rows + (i - j0)] = ds[c];
+      pT[static_cast<size_t>(c) * rows + (i - j0)] = p[c];
+    }
+  }
   int jc = j0;
-  for (; jc + 4 <= j1; jc += 4) dkdv_columns<4>(b, h, jc, dout, dk, dv);
-  for (; jc < j1; ++jc) dkdv_columns<1>(b, h, jc, dout, dk, dv);
+  for (; jc + 4 <= j1; jc += 4) dkdv_columns<4>(b, h, j0, jc, dsT, pT, dout, dk, dv);
+  for (; jc < j1; ++jc) dkdv_columns<1>(b, h, j0, jc, dsT, pT, dout, dk, dv);
 }
 
 template <class T>
@@ -770,6 +788,7 @@ void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
 #pragma omp parallel
   {
     Rows r(d_, ld_, L.total);
+    std::vector<T> columns(static_cast<size_t>(2) * kColumnBlock * N);  // dkdv_block's transpose
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
@@ -782,7 +801,7 @@ void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
       }  // barrier: P and dS are complete for this batch element
 #pragma omp for schedule(dynamic, 1)
       for (int t = 0; t < H * column_blocks; ++t)
-        dkdv_block(b, t / column_blocks, (t % column_blocks) * kColumnBlock, dout, dk, dv);
+        dkdv_block(b, t / column_blocks, (t % column_blocks) * kColumnBlock, dout, dk, dv, columns);
       // barrier before the next batch element overwrites Kt, Vt, P and dS
     }
   }
