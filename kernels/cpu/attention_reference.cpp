@@ -157,13 +157,6 @@ T sum(const T* __restrict a, int n) {
   return s;
 }
 
-// y[j] += alpha · x[j]
-template <class T>
-void axpy(T* __restrict y, T alpha, const T* __restrict x, int n) {
-#pragma omp simd
-  for (int j = 0; j < n; ++j) y[j] += alpha * x[j];
-}
-
 // act = activation(z) over a panel of `rows` rows.
 template <class T>
 void activate(const T* z, T* act, int rows, int64_t ld, int np, bool leaky) {
@@ -715,8 +708,8 @@ void ReferenceAttention<T>::dkdv_columns(int b, int h, int j0, int jc, const T* 
   const T* ds[COLS];
   const T* p[COLS];
   for (int c = 0; c < COLS; ++c) {
-    ds[c] = dsT + static_cast<size_t>(jc - j0 + c) * rows - j0;  // indexed by i
-    p[c] = pT + static_cast<size_t>(jc - j0 + c) * rows - j0;
+    ds[c] = dsT + static_cast<size_t>(jc - j0 + c) * rows;  // indexed by i − j0
+    p[c] = pT + static_cast<size_t>(jc - j0 + c) * rows;
   }
   int e = 0;
   for (; e + L <= D; e += L) {
@@ -725,8 +718,8 @@ void ReferenceAttention<T>::dkdv_columns(int b, int h, int j0, int jc, const T* 
       const simd::Vec<T> qv = simd::load(q_at(b, i, h) + e);
       const simd::Vec<T> gv = simd::load(dout + out_index(b, i, h) + e);
       for (int c = 0; c < COLS; ++c) {
-        ak[c] += ds[c][i] * qv;
-        av[c] += p[c][i] * gv;
+        ak[c] += ds[c][i - j0] * qv;
+        av[c] += p[c][i - j0] * gv;
       }
     }
     for (int c = 0; c < COLS; ++c) {
@@ -739,8 +732,8 @@ void ReferenceAttention<T>::dkdv_columns(int b, int h, int j0, int jc, const T* 
     for (int i = jc; i < N; ++i) {
       const T qe = q_at(b, i, h)[e], ge = dout[out_index(b, i, h) + e];
       for (int c = 0; c < COLS; ++c) {
-        ak[c] += ds[c][i] * qe;
-        av[c] += p[c][i] * ge;
+        ak[c] += ds[c][i - j0] * qe;
+        av[c] += p[c][i - j0] * ge;
       }
     }
     for (int c = 0; c < COLS; ++c) {
