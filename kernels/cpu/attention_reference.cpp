@@ -139,7 +139,7 @@ void validate_grads(const Dims& d, const AttentionInputs& in, const AttentionGra
   }
 }
 
-// ---- row helpers ----------------------------------------------------------------------------
+// ---- row operations ---------------------------------------------------------------------------
 
 template <class T>
 T dot(const T* __restrict a, const T* __restrict b, int n) {
