@@ -10,11 +10,12 @@
  *   backward = 2 × forward (dq, dk, dP, dv and f's dx, dW1, dact, dW2), recomputation not counted.
  *
  *   usage: attention_reference [--threads N] [--reps R] [--large] [--scheme kerple|fire|...]
- *                              [--no-dape]
+ *                              [--no-dape] [--batch B] [--seq N] [--heads H] [--head-dim D]
+ *                              [--width W]
  */
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -46,9 +47,22 @@ Options parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--threads") o.threads = std::atoi(next());
-    else if (a == "--reps") o.reps = std::max(1, std::atoi(next()));
-    else if (a == "--no-dape") o.dape = false;
+    if (a == "--threads")
+      o.threads = std::atoi(next());
+    else if (a == "--reps")
+      o.reps = std::max(1, std::atoi(next()));
+    else if (a == "--no-dape")
+      o.dape = false;
+    else if (a == "--batch")
+      o.B = std::max(1, std::atoi(next()));
+    else if (a == "--seq")
+      o.N = std::max(1, std::atoi(next()));
+    else if (a == "--heads")
+      o.H = std::max(1, std::atoi(next()));
+    else if (a == "--head-dim")
+      o.D = std::max(1, std::atoi(next()));
+    else if (a == "--width")
+      o.W = std::max(1, std::atoi(next()));
     else if (a == "--large") {
       o.B = 1;
       o.N = 2048;
@@ -62,7 +76,8 @@ Options parse(int argc, char** argv) {
       }
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--threads N] [--reps R] [--large] [--scheme S] [--no-dape]\n",
+                   "usage: %s [--threads N] [--reps R] [--large] [--scheme S] [--no-dape]\n"
+                   "          [--batch B] [--seq N] [--heads H] [--head-dim D] [--width W]\n",
                    argv[0]);
       std::exit(2);
     }

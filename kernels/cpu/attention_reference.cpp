@@ -1,10 +1,7 @@
 #include "kernels/cpu/attention_reference.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -20,6 +17,10 @@ namespace am = dape::attention_math;
 // Query rows per gradient partial. Fixed, so the order in which the parameter gradients are
 // summed does not depend on the number of threads.
 constexpr int kRowBlock = 8;
+// Query rows computed together, so that K and V are streamed once per tile rather than per row.
+// kRowBlock is a multiple of it, so tiles never straddle blocks.
+constexpr int kQueryTile = 4;
+static_assert(kRowBlock % kQueryTile == 0);
 // Key columns per task when dk and dv are summed over query rows.
 constexpr int kColumnBlock = 16;
 
@@ -138,7 +139,7 @@ void validate_grads(const Dims& d, const AttentionInputs& in, const AttentionGra
   }
 }
 
-// ---- row helpers ----------------------------------------------------------------------------
+// ---- row operations ---------------------------------------------------------------------------
 
 template <class T>
 T dot(const T* __restrict a, const T* __restrict b, int n) {
@@ -154,26 +155,6 @@ T sum(const T* __restrict a, int n) {
 #pragma omp simd reduction(+ : s)
   for (int j = 0; j < n; ++j) s += a[j];
   return s;
-}
-
-// y[j] += alpha · x[j]
-template <class T>
-void axpy(T* __restrict y, T alpha, const T* __restrict x, int n) {
-#pragma omp simd
-  for (int j = 0; j < n; ++j) y[j] += alpha * x[j];
-}
-
-// dst[e] = factor · Σ_{j<n} w[j]·rows[j·stride + e], e < D: a weighted sum of token rows (V or K
-// of one head), in the order of j (four interleaved partial sums, added pairwise at the end).
-template <class T>
-void weighted_rows(int n, const T* w, const T* rows, int64_t stride, int D, T factor, T* dst,
-                   T* tmp) {
-  std::fill(tmp, tmp + 4 * D, T(0));
-  int j = 0;
-  for (; j + 4 <= n; j += 4)
-    for (int r = 0; r < 4; ++r) axpy(tmp + r * D, w[j + r], rows + (j + r) * stride, D);
-  for (; j < n; ++j) axpy(tmp, w[j], rows + j * stride, D);
-  for (int e = 0; e < D; ++e) dst[e] = factor * ((tmp[e] + tmp[D + e]) + (tmp[2 * D + e] + tmp[3 * D + e]));
 }
 
 // act = activation(z) over a panel of `rows` rows.
@@ -235,13 +216,14 @@ struct FireRow {
 //   fire:          the full [H, N, N] table of g(u(i, j)).
 //   none, learned, rope: one row of zeros.
 // Kerple's ∂B/∂p and ∂B/∂a are kept in the same reversed layout for backward. The per-distance
-// tables carry one SIMD vector of zeros at the end, so a row can be read whole vectors at a time.
+// tables end with zeros, so a row can be read whole vectors at a time up to its tile's padded
+// length.
 template <class T>
 class PositionTable {
  public:
   PositionTable(const Dims& d, const PositionBias& bias) : d_(d) {
     const int N = d.N, H = d.H;
-    const size_t distances = static_cast<size_t>(H) * N + simd::kLanes<T>;
+    const size_t distances = static_cast<size_t>(H) * N + simd::kLanes<T> + kQueryTile;
     switch (d.scheme) {
       case PositionScheme::alibi:
         values_.assign(distances, T(0));
@@ -382,31 +364,31 @@ void add_partials(const Tensor& grad, const std::vector<double>& partials, int b
 
 // ---- the per-call state -----------------------------------------------------------------------
 
-// One thread's rows, each `ld` = N padded to whole SIMD vectors: f's input X = [S; B] of every
-// head, the logits A (then P), f's hidden layer, and backward's row gradients. Columns past the
-// row's last key j = i hold zeros or finite values that are never stored (P and every gradient
-// are zero there, so they add nothing to the parameter gradients).
+// One thread's scratch. Rows are `ld` = N padded to whole SIMD vectors. For each of the
+// kQueryTile query rows of a tile: f's input panel X = [S; B] of every head (2H rows), the logits
+// A (then P), and backward's dP, dA, ∂f/∂X (then dS) and dB; f's hidden layer and g's rows are
+// per query row. Past the row's last key j = i, X is zero, so f computes finite values there that
+// are never stored, and P and every gradient are zero, so those columns add nothing.
 template <class T>
 struct RowScratch {
-  std::vector<T> x, a, z, act, dz, dp, da, dx, db, du;
+  std::vector<T> x, a, dp, da, dx, db;  // per tile row: 2H, H, H, H, 2H, H rows
+  std::vector<T> z, act, dz, du;        // one query row: max(W, G) rows, and g's du
   FireRow<T> fire;
   std::vector<simd::Vec<T>> grad;  // lane accumulators of the parameter gradients
-  std::vector<T> per_d;              // 4·D partial sums (out and dq rows)
 
   RowScratch(const Dims& d, int64_t ld, int64_t params)
-      : x(2 * d.H * ld),
-        a(d.H * ld),
+      : x(kQueryTile * 2 * d.H * ld),
+        a(kQueryTile * d.H * ld),
+        dp(a.size()),
+        da(a.size()),
+        dx(x.size()),
+        db(a.size()),
         z(std::max(d.W, d.G) * ld),
         act(z.size()),
         dz(z.size()),
-        dp(d.H * ld),
-        da(d.H * ld),
-        dx(2 * d.H * ld),
-        db(d.H * ld),
         du(ld),
         fire(d.scheme == PositionScheme::fire ? ld : 0),
-        grad(params),
-        per_d(4 * d.D) {}
+        grad(params) {}
 };
 
 template <class T>
@@ -447,14 +429,24 @@ class ReferenceAttention {
   const T* Vt(int h) const { return Vt_.data() + static_cast<size_t>(h) * d_.D * ld_; }
   T* P_row(int h, int i) { return P_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
   T* dS_row(int h, int i) { return dS_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
+  // Strides between the panels of consecutive tile rows.
+  int64_t x_stride() const { return 2 * int64_t{d_.H} * ld_; }
+  int64_t a_stride() const { return int64_t{d_.H} * ld_; }
 
   void transpose_kv(int b);
-  void logits_row(int b, int i, Rows& r);
-  void forward_row(int b, int i, Rows& r, T* out, T* lse);
-  void backward_row(int b, int i, const T* out, const T* lse, const T* dout, T* dq, Rows& r);
-  void scheme_backward_row(int i, const T* dB, Rows& r);
+  void tile_scores(int b, int i0, int R, int np, Rows& r);
+  void logits_row(int i, int np, T* x, T* a, Rows& r);
+  void forward_tile(int b, int i0, int R, Rows& r, T* out, T* lse);
+  void backward_tile(int b, int i0, int R, const T* out, const T* lse, const T* dout, T* dq,
+                     Rows& r);
+  const T* backward_row(int b, int i, int np, int t, const T* out, const T* lse, const T* dout,
+                        Rows& r);
+  void scheme_backward_row(int i, int np, const T* dB, Rows& r);
   void flush_gradients(Rows& r, double* partial);
-  void dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv, std::vector<T>& acc);
+  template <int COLS>
+  void dkdv_columns(int b, int h, int j0, int jc, const T* dsT, const T* pT, const T* dout, T* dk,
+                    T* dv);
+  void dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv, std::vector<T>& columns);
 
   const AttentionInputs& in_;
   Dims d_;
@@ -487,66 +479,84 @@ void ReferenceAttention<T>::transpose_kv(int b) {
     }
 }
 
-// Row i of every head: S = q_i·Kᵀ/sqrt(D) and B into r.x, A = S + B (+ f([S; B])) into r.a, and
-// f's hidden layer (pre-activation and activation) into r.z, r.act.
+// q_i·k_j for the R query rows from i0, every head, j < np, into the S rows of each tile row's X.
 template <class T>
-void ReferenceAttention<T>::logits_row(int b, int i, Rows& r) {
-  const int H = d_.H, D = d_.D, n = i + 1, np = simd::padded<T>(n);
+void ReferenceAttention<T>::tile_scores(int b, int i0, int R, int np, Rows& r) {
+  for (int h = 0; h < d_.H; ++h)
+    simd::panel_gemm(R, d_.D, q_at(b, i0, h), d_.stride, 1, Kt(h), ld_, r.x.data() + h * ld_,
+                     x_stride(), np, nullptr, false);
+}
+
+// Query row i, given q_i·k_j in the S rows of x: S = q_i·k_j/sqrt(D) (zero past j = i) and B
+// complete f's input x = [S; B]; A = S + B (+ f(x)) goes to a, f's hidden layer (pre-activation
+// and activation) to r.z, r.act.
+template <class T>
+void ReferenceAttention<T>::logits_row(int i, int np, T* x, T* a, Rows& r) {
+  const int H = d_.H, n = i + 1;
   const int64_t ld = ld_;
   for (int h = 0; h < H; ++h) {
-    T* __restrict s = r.x.data() + h * ld;
-    simd::panel_gemm(1, D, q_at(b, i, h), 0, 1, Kt(h), ld, s, ld, np, nullptr, false);
-    T* __restrict bias = r.x.data() + (H + h) * ld;
+    T* __restrict s = x + h * ld;
+    std::fill(s + n, s + np, T(0));  // masked keys: nothing of them reaches f
+    T* __restrict bias = x + (H + h) * ld;
     const T* src = table_.row(h, i);
     std::copy(src, src + n, bias);
     std::fill(bias + n, bias + np, T(0));
-    T* __restrict a = r.a.data() + h * ld;
+    T* __restrict ah = a + h * ld;
 #pragma omp simd
     for (int j = 0; j < np; ++j) {
       s[j] *= scale_;
-      a[j] = s[j] + bias[j];
+      ah[j] = s[j] + bias[j];
     }
   }
   if (d_.dape) {
     const auto& f = in_.dape;
-    simd::panel_gemm(d_.W, 2 * H, f.w1.ptr<T>(), 2 * H, 1, r.x.data(), ld, r.z.data(), ld, np,
-                     f.b1.ptr<T>(), false);
+    simd::panel_gemm(d_.W, 2 * H, f.w1.ptr<T>(), 2 * H, 1, x, ld, r.z.data(), ld, np, f.b1.ptr<T>(),
+                     false);
     activate(r.z.data(), r.act.data(), d_.W, ld, np, /*leaky=*/true);
-    simd::panel_gemm(H, d_.W, f.w2.ptr<T>(), d_.W, 1, r.act.data(), ld, r.a.data(), ld, np,
-                     f.b2.ptr<T>(), /*accumulate=*/true);
+    simd::panel_gemm(H, d_.W, f.w2.ptr<T>(), d_.W, 1, r.act.data(), ld, a, ld, np, f.b2.ptr<T>(),
+                     /*accumulate=*/true);
   }
 }
 
+// The R query rows from i0: logits, softmax (P zero past each row's last key), lse, out = P·V.
 template <class T>
-void ReferenceAttention<T>::forward_row(int b, int i, Rows& r, T* out, T* lse) {
-  const int H = d_.H, N = d_.N, n = i + 1, np = simd::padded<T>(n);
-  logits_row(b, i, r);
-  for (int h = 0; h < H; ++h) {
-    T* __restrict p = r.a.data() + h * ld_;
-    T m = p[0];
-    for (int j = 1; j < n; ++j) m = std::max(m, p[j]);
-    simd::exp_shifted(p, n, m);
-    const T total = sum(p, n);
-    const T inv = T(1) / total;
+void ReferenceAttention<T>::forward_tile(int b, int i0, int R, Rows& r, T* out, T* lse) {
+  const int H = d_.H, N = d_.N, n_last = i0 + R, np = simd::padded<T>(n_last);
+  tile_scores(b, i0, R, np, r);
+  for (int t = 0; t < R; ++t) {
+    const int i = i0 + t, n = i + 1;
+    T* a = r.a.data() + t * a_stride();
+    logits_row(i, np, r.x.data() + t * x_stride(), a, r);
+    for (int h = 0; h < H; ++h) {
+      T* __restrict p = a + h * ld_;
+      const T m = simd::row_max(p, n);
+      simd::exp_shifted(p, n, m);
+      const T total = sum(p, n);
+      const T inv = T(1) / total;
 #pragma omp simd
-    for (int j = 0; j < n; ++j) p[j] *= inv;
-    std::fill(p + n, p + np, T(0));
-    lse[(int64_t{b} * H + h) * N + i] = m + std::log(total);
-    weighted_rows(n, p, v_at(b, 0, h), d_.stride, d_.D, T(1), out + out_index(b, i, h),
-                  r.per_d.data());  // out = P·V
+      for (int j = 0; j < n; ++j) p[j] *= inv;
+      std::fill(p + n, p + np, T(0));
+      lse[(int64_t{b} * H + h) * N + i] = m + std::log(total);
+    }
   }
+  for (int h = 0; h < H; ++h)  // out = P·V
+    simd::weighted_row_sums(R, n_last, r.a.data() + h * ld_, a_stride(), v_at(b, 0, h), d_.stride,
+                            d_.D, T(1), out + out_index(b, i0, h), int64_t{H} * d_.D);
 }
 
 template <class T>
 void ReferenceAttention<T>::forward(T* out, T* lse) {
-  const int N = d_.N;
+  const int N = d_.N, tiles = (N + kQueryTile - 1) / kQueryTile;
 #pragma omp parallel
   {
     Rows r(d_, ld_, layout_.total);
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
-      for (int t = 0; t < N; ++t) forward_row(b, N - 1 - t, r, out, lse);  // longest rows first
+      for (int t = 0; t < tiles; ++t) {
+        const int i0 = (tiles - 1 - t) * kQueryTile;  // longest rows first
+        forward_tile(b, i0, std::min(kQueryTile, N - i0), r, out, lse);
+      }
     }  // the loop's barrier: Kt and Vt are free for the next batch element
   }
 }
@@ -554,8 +564,8 @@ void ReferenceAttention<T>::forward(T* out, T* lse) {
 // The learned position parameters' gradients from the row's dB[h][j] (zero past the last key),
 // into the lane accumulators.
 template <class T>
-void ReferenceAttention<T>::scheme_backward_row(int i, const T* dB, Rows& r) {
-  const int H = d_.H, np = simd::padded<T>(i + 1);
+void ReferenceAttention<T>::scheme_backward_row(int i, int np, const T* dB, Rows& r) {
+  const int H = d_.H;
   const int64_t ld = ld_;
   const ParamLayout& L = layout_;
   simd::Vec<T>* acc = r.grad.data();
@@ -572,8 +582,8 @@ void ReferenceAttention<T>::scheme_backward_row(int i, const T* dB, Rows& r) {
     const int G = d_.G;
     r.fire.compute(i, f, np);
     const T* u = r.fire.u.data();
-    simd::panel_gemm(G, 1, f.fire_w1.ptr<T>(), 1, 1, u, ld, r.z.data(), ld, np,
-                     f.fire_b1.ptr<T>(), false);
+    simd::panel_gemm(G, 1, f.fire_w1.ptr<T>(), 1, 1, u, ld, r.z.data(), ld, np, f.fire_b1.ptr<T>(),
+                     false);
     activate(r.z.data(), r.act.data(), G, ld, np, d_.g_leaky);
     simd::panel_outer(H, G, dB, ld, r.act.data(), ld, np, acc + L.fire_w2);
     simd::panel_row_sums(H, dB, ld, np, acc + L.fire_b2);
@@ -588,67 +598,89 @@ void ReferenceAttention<T>::scheme_backward_row(int i, const T* dB, Rows& r) {
   }
 }
 
-// Row i of backward: recompute the logits and P (from the saved lse), then
-//   dP = dout_i·Vᵀ, dA = P ⊙ (dP − dout_i·out_i), f's backward (dA is its output gradient),
-//   dS = dA + ∂f/∂S, dB = dA + ∂f/∂B, dq_i = dS·K/sqrt(D),
-// storing P and dS for the pass over key columns.
+// Query row i (tile row t) of backward, given q_i·k_j and dP = dout_i·v_j in the tile panels:
+// recompute the logits and P (from the saved lse), then dA = P ⊙ (dP − dout_i·out_i), f's
+// backward (dA is its output gradient), dS = dA + ∂f/∂S and dB = dA + ∂f/∂B, the position
+// parameters' gradients; stores P and dS for the pass over key columns and returns the row's dS.
 template <class T>
-void ReferenceAttention<T>::backward_row(int b, int i, const T* out, const T* lse,
-                                         const T* dout, T* dq, Rows& r) {
-  const int H = d_.H, N = d_.N, D = d_.D, n = i + 1, np = simd::padded<T>(n);
+const T* ReferenceAttention<T>::backward_row(int b, int i, int np, int t, const T* out,
+                                             const T* lse, const T* dout, Rows& r) {
+  const int H = d_.H, N = d_.N, D = d_.D, n = i + 1;
   const int64_t ld = ld_;
-  logits_row(b, i, r);
+  T* x = r.x.data() + t * x_stride();
+  T* a = r.a.data() + t * a_stride();
+  T* dA = r.da.data() + t * a_stride();
+  logits_row(i, np, x, a, r);
   for (int h = 0; h < H; ++h) {
-    T* __restrict p = r.a.data() + h * ld;
-    const T l = lse[(int64_t{b} * H + h) * N + i];
-    simd::exp_shifted(p, n, l);
+    T* __restrict p = a + h * ld;
+    simd::exp_shifted(p, n, lse[(int64_t{b} * H + h) * N + i]);
     std::fill(p + n, p + np, T(0));
     std::copy(p, p + n, P_row(h, i));
     const T* g = dout + out_index(b, i, h);
-    T* __restrict dp = r.dp.data() + h * ld;
-    simd::panel_gemm(1, D, g, 0, 1, Vt(h), ld, dp, ld, np, nullptr, false);
     const T delta = dot(g, out + out_index(b, i, h), D);
-    T* __restrict da = r.da.data() + h * ld;
+    const T* __restrict dp = r.dp.data() + t * a_stride() + h * ld;
+    T* __restrict da = dA + h * ld;
 #pragma omp simd
     for (int j = 0; j < np; ++j) da[j] = p[j] * (dp[j] - delta);
   }
-  const T* dS = r.da.data();  // without DAPE, dS = dB = dA
-  const T* dB = r.da.data();
+  const T* dS = dA;  // without DAPE, dS = dB = dA
+  const T* dB = dA;
   if (d_.dape) {
     const auto& f = in_.dape;
     const ParamLayout& L = layout_;
     const int W = d_.W;
+    T* dX = r.dx.data() + t * x_stride();
+    T* dBt = r.db.data() + t * a_stride();
     simd::Vec<T>* acc = r.grad.data();
-    simd::panel_outer(H, W, r.da.data(), ld, r.act.data(), ld, np, acc + L.dape_w2);
-    simd::panel_row_sums(H, r.da.data(), ld, np, acc + L.dape_b2);
-    simd::panel_gemm(W, H, f.w2.ptr<T>(), 1, W, r.da.data(), ld, r.dz.data(), ld, np, nullptr,
+    simd::panel_outer(H, W, dA, ld, r.act.data(), ld, np, acc + L.dape_w2);
+    simd::panel_row_sums(H, dA, ld, np, acc + L.dape_b2);
+    simd::panel_gemm(W, H, f.w2.ptr<T>(), 1, W, dA, ld, r.dz.data(), ld, np, nullptr,
                      false);  // d act = W2ᵀ·dA
     activation_backward(r.dz.data(), r.z.data(), W, ld, np, /*leaky=*/true);
-    simd::panel_outer(W, 2 * H, r.dz.data(), ld, r.x.data(), ld, np, acc + L.dape_w1);
+    simd::panel_outer(W, 2 * H, r.dz.data(), ld, x, ld, np, acc + L.dape_w1);
     simd::panel_row_sums(W, r.dz.data(), ld, np, acc + L.dape_b1);
-    simd::panel_gemm(2 * H, W, f.w1.ptr<T>(), 1, 2 * H, r.dz.data(), ld, r.dx.data(), ld, np,
-                     nullptr, false);  // dX = W1ᵀ·dZ
+    simd::panel_gemm(2 * H, W, f.w1.ptr<T>(), 1, 2 * H, r.dz.data(), ld, dX, ld, np, nullptr,
+                     false);  // dX = W1ᵀ·dZ
     for (int h = 0; h < H; ++h) {
-      const T* __restrict da = r.da.data() + h * ld;
-      T* __restrict ds = r.dx.data() + h * ld;  // dS overwrites ∂f/∂S
-      const T* __restrict dxb = r.dx.data() + (H + h) * ld;
-      T* __restrict db = r.db.data() + h * ld;
+      const T* __restrict da = dA + h * ld;
+      T* __restrict ds = dX + h * ld;  // dS overwrites ∂f/∂S
+      const T* __restrict dxb = dX + (H + h) * ld;
+      T* __restrict db = dBt + h * ld;
 #pragma omp simd
       for (int j = 0; j < np; ++j) {
         db[j] = da[j] + dxb[j];
         ds[j] += da[j];
       }
     }
-    dS = r.dx.data();
-    dB = r.db.data();
+    dS = dX;
+    dB = dBt;
   }
   if (d_.scheme == PositionScheme::kerple || d_.scheme == PositionScheme::fire)
-    scheme_backward_row(i, dB, r);
-  for (int h = 0; h < H; ++h) {
-    std::copy(dS + h * ld, dS + h * ld + n, dS_row(h, i));
-    weighted_rows(n, dS + h * ld, k_at(b, 0, h), d_.stride, D, scale_,
-                  dq + (int64_t{b} * N + i) * d_.stride + int64_t{h} * D, r.per_d.data());
+    scheme_backward_row(i, np, dB, r);
+  for (int h = 0; h < H; ++h) std::copy(dS + h * ld, dS + h * ld + n, dS_row(h, i));
+  return dS;
+}
+
+// The R query rows from i0: q·kᵀ and dP = dout·vᵀ for the tile, every row's backward, then
+// dq = dS·K/sqrt(D).
+template <class T>
+void ReferenceAttention<T>::backward_tile(int b, int i0, int R, const T* out, const T* lse,
+                                          const T* dout, T* dq, Rows& r) {
+  const int H = d_.H, N = d_.N, D = d_.D, n_last = i0 + R, np = simd::padded<T>(n_last);
+  tile_scores(b, i0, R, np, r);
+  for (int h = 0; h < H; ++h)
+    simd::panel_gemm(R, D, dout + out_index(b, i0, h), int64_t{H} * D, 1, Vt(h), ld_,
+                     r.dp.data() + h * ld_, a_stride(), np, nullptr, false);
+  const T* dS0 = nullptr;
+  for (int t = 0; t < R; ++t) {
+    const T* dS = backward_row(b, i0 + t, np, t, out, lse, dout, r);
+    if (t == 0) dS0 = dS;
   }
+  const int64_t ds_stride = d_.dape ? x_stride() : a_stride();
+  for (int h = 0; h < H; ++h)
+    simd::weighted_row_sums(R, n_last, dS0 + h * ld_, ds_stride, k_at(b, 0, h), d_.stride, D,
+                            scale_, dq + (int64_t{b} * N + i0) * d_.stride + int64_t{h} * D,
+                            d_.stride);
 }
 
 // Adds the lane accumulators to a row block's partial (lanes summed in order) and clears them.
@@ -660,35 +692,77 @@ void ReferenceAttention<T>::flush_gradients(Rows& r, double* partial) {
   }
 }
 
-// dk_j = Σ_{i ≥ j} dS[h, i, j] q_i / sqrt(D) and dv_j = Σ_{i ≥ j} P[h, i, j] dout_i for the key
-// columns [j0, j0 + kColumnBlock), summed over i in order.
+// dk_j = Σ_{i ≥ j} dS[h, i, j]·q_i / sqrt(D) and dv_j = Σ_{i ≥ j} P[h, i, j]·dout_i for COLS key
+// columns from jc, one SIMD vector of the head dimension at a time, each summed over i in order.
+// dsT and pT hold the columns of the block transposed ([column][i − j0]); P and dS are zero above
+// the diagonal, so the rows i ≥ jc can all be included.
+template <class T>
+template <int COLS>
+void ReferenceAttention<T>::dkdv_columns(int b, int h, int j0, int jc, const T* dsT, const T* pT,
+                                         const T* dout, T* dk, T* dv) {
+  constexpr int L = simd::kLanes<T>;
+  const int N = d_.N, D = d_.D, rows = N - j0;
+  auto dst = [&](T* base, int c) {
+    return base + (int64_t{b} * N + jc + c) * d_.stride + int64_t{h} * D;
+  };
+  const T* ds[COLS];
+  const T* p[COLS];
+  for (int c = 0; c < COLS; ++c) {
+    ds[c] = dsT + static_cast<size_t>(jc - j0 + c) * rows;  // indexed by i − j0
+    p[c] = pT + static_cast<size_t>(jc - j0 + c) * rows;
+  }
+  int e = 0;
+  for (; e + L <= D; e += L) {
+    simd::Vec<T> ak[COLS] = {}, av[COLS] = {};
+    for (int i = jc; i < N; ++i) {
+      const simd::Vec<T> qv = simd::load(q_at(b, i, h) + e);
+      const simd::Vec<T> gv = simd::load(dout + out_index(b, i, h) + e);
+      for (int c = 0; c < COLS; ++c) {
+        ak[c] += ds[c][i - j0] * qv;
+        av[c] += p[c][i - j0] * gv;
+      }
+    }
+    for (int c = 0; c < COLS; ++c) {
+      simd::store(dst(dk, c) + e, ak[c] * scale_);
+      simd::store(dst(dv, c) + e, av[c]);
+    }
+  }
+  for (; e < D; ++e) {
+    T ak[COLS] = {}, av[COLS] = {};
+    for (int i = jc; i < N; ++i) {
+      const T qe = q_at(b, i, h)[e], ge = dout[out_index(b, i, h) + e];
+      for (int c = 0; c < COLS; ++c) {
+        ak[c] += ds[c][i - j0] * qe;
+        av[c] += p[c][i - j0] * ge;
+      }
+    }
+    for (int c = 0; c < COLS; ++c) {
+      dst(dk, c)[e] = ak[c] * scale_;
+      dst(dv, c)[e] = av[c];
+    }
+  }
+}
+
+// dk and dv of the key columns [j0, j0 + kColumnBlock) of head h. The block's columns of dS and
+// P are first copied out transposed (each row of them read once), so the sums over i stream
+// contiguous memory.
 template <class T>
 void ReferenceAttention<T>::dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv,
-                                       std::vector<T>& acc) {
-  const int N = d_.N, D = d_.D;
-  const int j1 = std::min(N, j0 + kColumnBlock);
-  T* ak = acc.data();
-  T* av = acc.data() + static_cast<size_t>(kColumnBlock) * D;
-  std::fill(acc.begin(), acc.end(), T(0));
+                                       std::vector<T>& columns) {
+  const int N = d_.N, j1 = std::min(N, j0 + kColumnBlock), width = j1 - j0, rows = N - j0;
+  T* dsT = columns.data();
+  T* pT = columns.data() + static_cast<size_t>(kColumnBlock) * N;
   for (int i = j0; i < N; ++i) {
-    const T* ds = dS_row(h, i);
-    const T* p = P_row(h, i);
-    const T* q = q_at(b, i, h);
-    const T* g = dout + out_index(b, i, h);
-    const int last = std::min(i, j1 - 1);
-    for (int j = j0; j <= last; ++j) {
-      axpy(ak + static_cast<size_t>(j - j0) * D, ds[j], q, D);
-      axpy(av + static_cast<size_t>(j - j0) * D, p[j], g, D);
+    const T* ds = dS_row(h, i) + j0;
+    const T* p = P_row(h, i) + j0;
+    for (int c = 0; c < width; ++c) {
+      dsT[static_cast<size_t>(c) * rows + (i - j0)] = ds[c];
+      pT[static_cast<size_t>(c) * rows + (i - j0)] = p[c];
     }
   }
-  for (int j = j0; j < j1; ++j) {
-    T* k = dk + (int64_t{b} * N + j) * d_.stride + int64_t{h} * D;
-    T* v = dv + (int64_t{b} * N + j) * d_.stride + int64_t{h} * D;
-    for (int e = 0; e < D; ++e) {
-      k[e] = ak[static_cast<size_t>(j - j0) * D + e] * scale_;
-      v[e] = av[static_cast<size_t>(j - j0) * D + e];
-    }
-  }
+  int jc = j0;
+  for (; jc + 4 <= j1; jc += 4) dkdv_columns<4>(b, h, j0, jc, dsT, pT, dout, dk, dv);
+  for (; jc < j1; ++jc) dkdv_columns<1>(b, h, j0, jc, dsT, pT, dout, dk, dv);
 }
 
 template <class T>
@@ -707,19 +781,20 @@ void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
 #pragma omp parallel
   {
     Rows r(d_, ld_, L.total);
-    std::vector<T> acc(static_cast<size_t>(2) * kColumnBlock * d_.D);
+    std::vector<T> columns(static_cast<size_t>(2) * kColumnBlock * N);  // dkdv_block's transpose
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
       for (int t = 0; t < blocks; ++t) {
         const int block = blocks - 1 - t;  // longest rows first
         const int i_end = std::min(N, (block + 1) * kRowBlock);
-        for (int i = block * kRowBlock; i < i_end; ++i) backward_row(b, i, out, lse, dout, dq, r);
+        for (int i0 = block * kRowBlock; i0 < i_end; i0 += kQueryTile)
+          backward_tile(b, i0, std::min(kQueryTile, i_end - i0), out, lse, dout, dq, r);
         flush_gradients(r, partials.data() + static_cast<size_t>(block) * L.total);
       }  // barrier: P and dS are complete for this batch element
 #pragma omp for schedule(dynamic, 1)
       for (int t = 0; t < H * column_blocks; ++t)
-        dkdv_block(b, t / column_blocks, (t % column_blocks) * kColumnBlock, dout, dk, dv, acc);
+        dkdv_block(b, t / column_blocks, (t % column_blocks) * kColumnBlock, dout, dk, dv, columns);
       // barrier before the next batch element overwrites Kt, Vt, P and dS
     }
   }

@@ -98,11 +98,18 @@ template <class T, int R>
 inline void gemm_rows(int K, const T* a, int64_t a_row, int64_t a_col, const T* x, int64_t ldx,
                       T* y, int64_t ldy, int np, const T* bias, bool accumulate) {
   constexpr int L = kLanes<T>;
-  constexpr int TB = 8 / R;  // about 8 accumulators in flight
   const int tiles = np / L;
   int t = 0;
-  for (; t + TB <= tiles; t += TB)
-    gemm_tile<T, R, TB>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+  // About 8 accumulators in flight; narrower tiles for what is left of the row.
+  if constexpr (R <= 1)
+    for (; t + 8 <= tiles; t += 8)
+      gemm_tile<T, R, 8>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+  if constexpr (R <= 2)
+    for (; t + 4 <= tiles; t += 4)
+      gemm_tile<T, R, 4>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+  if constexpr (R <= 4)
+    for (; t + 2 <= tiles; t += 2)
+      gemm_tile<T, R, 2>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
   for (; t < tiles; ++t)
     gemm_tile<T, R, 1>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
 }
@@ -173,6 +180,76 @@ void panel_row_sums(int M, const T* x, int64_t ldx, int np, Vec<T>* acc) {
     for (int j = 0; j < np; j += kLanes<T>) acc[m] += load(x + m * ldx + j);
 }
 
+// max_j x[j] for j < n (n >= 1); exact, so the order does not matter.
+template <class T>
+T row_max(const T* x, int n) {
+  constexpr int L = kLanes<T>;
+  T m = x[0];
+  int j = 0;
+  if (n >= L) {
+    Vec<T> v = load(x);
+    for (j = L; j + L <= n; j += L) {
+      const Vec<T> next = load(x + j);
+      v = next > v ? next : v;
+    }
+    for (int l = 0; l < L; ++l) m = v[l] > m ? v[l] : m;
+  }
+  for (; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+// ---- weighted sums of token rows --------------------------------------------------------------
+
+// One chunk of V vectors of the head dimension, from element e, for R query rows.
+template <class T, int R, int V>
+inline void weighted_chunk(int n, const T* w, int64_t ldw, const T* rows, int64_t stride, int e,
+                           T factor, T* dst, int64_t ld_dst) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc[R][V] = {};
+  for (int j = 0; j < n; ++j) {
+    Vec<T> v[V];
+    for (int c = 0; c < V; ++c) v[c] = load(rows + j * stride + e + c * L);
+    for (int r = 0; r < R; ++r) {
+      const T wr = w[r * ldw + j];
+      for (int c = 0; c < V; ++c) acc[r][c] += wr * v[c];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < V; ++c) store(dst + r * ld_dst + e + c * L, factor * acc[r][c]);
+}
+
+template <class T, int R>
+inline void weighted_rows_r(int n, const T* w, int64_t ldw, const T* rows, int64_t stride, int D,
+                            T factor, T* dst, int64_t ld_dst) {
+  constexpr int L = kLanes<T>;
+  int e = 0;
+  for (; e + 4 * L <= D; e += 4 * L)
+    weighted_chunk<T, R, 4>(n, w, ldw, rows, stride, e, factor, dst, ld_dst);
+  for (; e + 2 * L <= D; e += 2 * L)
+    weighted_chunk<T, R, 2>(n, w, ldw, rows, stride, e, factor, dst, ld_dst);
+  for (; e + L <= D; e += L)
+    weighted_chunk<T, R, 1>(n, w, ldw, rows, stride, e, factor, dst, ld_dst);
+  for (; e < D; ++e) {
+    T acc[R] = {};
+    for (int j = 0; j < n; ++j)
+      for (int r = 0; r < R; ++r) acc[r] += w[r * ldw + j] * rows[j * stride + e];
+    for (int r = 0; r < R; ++r) dst[r * ld_dst + e] = factor * acc[r];
+  }
+}
+
+// dst[r·ld_dst + e] = factor · Σ_{j<n} w[r·ldw + j]·rows[j·stride + e] for r < R, e < D: P·V and
+// dS·K for R query rows at once, reading each token row (of one head) once per four query rows.
+// Every output is one running sum over j in order, so a row's result does not depend on R.
+template <class T>
+void weighted_row_sums(int R, int n, const T* w, int64_t ldw, const T* rows, int64_t stride, int D,
+                       T factor, T* dst, int64_t ld_dst) {
+  int r = 0;
+  for (; r + 4 <= R; r += 4)
+    weighted_rows_r<T, 4>(n, w + r * ldw, ldw, rows, stride, D, factor, dst + r * ld_dst, ld_dst);
+  for (; r < R; ++r)
+    weighted_rows_r<T, 1>(n, w + r * ldw, ldw, rows, stride, D, factor, dst + r * ld_dst, ld_dst);
+}
+
 // ---- exp ------------------------------------------------------------------------------------
 
 // e^x for float vectors: Cody–Waite reduction x = k·ln2 + r, a degree-6 polynomial for e^r
@@ -185,7 +262,7 @@ inline Vec<float> exp_vec(Vec<float> x) {
   x = x < lo ? lo : x;
   x = x > hi ? hi : x;
   const Vec<float> fx = x * 1.44269504088896341f + 0.5f;
-  VI k = __builtin_convertvector(fx, VI);  // truncates toward zero ...
+  VI k = __builtin_convertvector(fx, VI);            // truncates toward zero ...
   k += __builtin_convertvector(k, Vec<float>) > fx;  // ... so step down where that rounded up
   const Vec<float> kf = __builtin_convertvector(k, Vec<float>);
   x = x - kf * 0.693359375f + kf * 2.12194440e-4f;

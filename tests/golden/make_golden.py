@@ -25,7 +25,10 @@ import os
 import struct
 import sys
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("make_golden.py needs numpy: install python3-numpy and run it with /usr/bin/python3")
 
 LEAKY_SLOPE = 0.01
 FIRE_EPS = 1e-6
