@@ -6,7 +6,8 @@
  *   bench/train_step                       # both presets
  *   bench/train_step --preset demo --steps 10
  *   bench/train_step --preset demo --profile   # time per op
- *   bench/train_step --layers 4 --d-model 256 --heads 8 --position alibi --no-dape --batch 16 --seq 128
+ *   bench/train_step --layers 4 --d-model 256 --heads 8 --position alibi --no-dape --batch 16 --seq
+ * 128
  *
  * FLOPs counted: 6 × (matmul parameters, LM head included) per token plus the causal attention
  * core (Q·Kᵀ, P·V, and f when DAPE is on) × 3 for forward and backward (Decoder::
@@ -31,8 +32,8 @@ struct Preset {
   int layers, d_model, heads, vocab, batch, seq;
 };
 
-static void run(const Preset& p, const std::string& position, bool dape_on, int width, int steps, int threads,
-                const std::string& attention, bool profile) {
+static void run(const Preset& p, const std::string& position, bool dape_on, int width, int steps,
+                int threads, const std::string& attention, bool profile) {
   CpuOps cpu(DType::f32, threads);
   ProfilingOps profiler(cpu);
   Ops& ops = profile ? static_cast<Ops&>(profiler) : cpu;
@@ -80,9 +81,10 @@ static void run(const Preset& p, const std::string& position, bool dape_on, int 
   const double median = times[times.size() / 2];
   const double tok_s = n / median;
   const double gflops = tok_s * model.training_flops_per_token(p.seq) / 1e9;
-  std::printf("%-6s %3d %5d %4d %6d %-7s %-4s %4d %5d %3d  %8.3f %10.0f %9.1f  %7.1f\n", p.name.c_str(), p.layers,
-              p.d_model, p.heads, p.vocab, position.c_str(), dape_on ? "yes" : "no", p.seq, p.batch, steps, median,
-              tok_s, gflops, model.params().size() / 1e6);
+  std::printf("%-6s %3d %5d %4d %6d %-7s %-4s %4d %5d %3d  %8.3f %10.0f %9.1f  %7.1f\n",
+              p.name.c_str(), p.layers, p.d_model, p.heads, p.vocab, position.c_str(),
+              dape_on ? "yes" : "no", p.seq, p.batch, steps, median, tok_s, gflops,
+              model.params().size() / 1e6);
   if (profile) std::printf("\nper-op time over %d steps:\n%s\n", steps, profiler.report().c_str());
   std::fflush(stdout);
 }
@@ -90,7 +92,8 @@ static void run(const Preset& p, const std::string& position, bool dape_on, int 
 int main(int argc, char** argv) {
   CLI::App app{"Training-step benchmark (tokens/s, achieved GFLOP/s)"};
   std::string preset = "all", position = "kerple", attention = "reference";
-  int layers = 0, d_model = 256, heads = 8, vocab = 257, batch = 16, seq = 128, steps = 5, threads = 0, width = 32;
+  int layers = 0, d_model = 256, heads = 8, vocab = 257, batch = 16, seq = 128, steps = 5,
+      threads = 0, width = 32;
   bool no_dape = false, profile = false;
   app.add_option("--preset", preset, "demo | 125m | all (ignored when --layers is given)");
   app.add_option("--layers", layers, "Custom model: layers (0: use the presets)");
@@ -110,11 +113,15 @@ int main(int argc, char** argv) {
 
   std::vector<Preset> presets;
   if (layers > 0) presets.push_back({"custom", layers, d_model, heads, vocab, batch, seq});
-  if (layers == 0 && (preset == "demo" || preset == "all")) presets.push_back({"demo", 4, 256, 8, 257, 16, 128});
-  if (layers == 0 && (preset == "125m" || preset == "all")) presets.push_back({"125m", 12, 768, 12, 50257, 8, 128});
-  std::printf("%-6s %3s %5s %4s %6s %-7s %-4s %4s %5s %3s  %8s %10s %9s  %7s\n", "model", "L", "d", "H", "vocab",
-              "pos", "dape", "T", "batch", "n", "step_s", "tokens/s", "GFLOP/s", "Mparams");
+  if (layers == 0 && (preset == "demo" || preset == "all"))
+    presets.push_back({"demo", 4, 256, 8, 257, 16, 128});
+  if (layers == 0 && (preset == "125m" || preset == "all"))
+    presets.push_back({"125m", 12, 768, 12, 50257, 8, 128});
+  std::printf("%-6s %3s %5s %4s %6s %-7s %-4s %4s %5s %3s  %8s %10s %9s  %7s\n", "model", "L", "d",
+              "H", "vocab", "pos", "dape", "T", "batch", "n", "step_s", "tokens/s", "GFLOP/s",
+              "Mparams");
   for (const auto& p : presets)
-    run(p, position, !no_dape, width, p.name == "125m" && steps > 3 ? 3 : steps, threads, attention, profile);
+    run(p, position, !no_dape, width, p.name == "125m" && steps > 3 ? 3 : steps, threads, attention,
+        profile);
   return 0;
 }

@@ -29,7 +29,8 @@ class InternalError : public std::logic_error {
   explicit InternalError(const std::string& what) : std::logic_error(what) {}
 };
 
-[[noreturn]] void throw_internal(const char* file, int line, const char* cond, const std::string& msg);
+[[noreturn]] void throw_internal(const char* file, int line, const char* cond,
+                                 const std::string& msg);
 
 // Throws dape::Error with a formatted message.
 template <class... Args>
@@ -39,7 +40,7 @@ template <class... Args>
 
 }  // namespace dape
 
-#define DAPE_CHECK(cond, ...)                                                     \
-  do {                                                                            \
+#define DAPE_CHECK(cond, ...)                                                                 \
+  do {                                                                                        \
     if (!(cond)) ::dape::throw_internal(__FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__)); \
   } while (0)

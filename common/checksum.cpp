@@ -4,6 +4,8 @@
 
 namespace dape {
 
-std::string hex64(uint64_t v) { return fmt::format("{:016x}", v); }
+std::string hex64(uint64_t v) {
+  return fmt::format("{:016x}", v);
+}
 
 }  // namespace dape

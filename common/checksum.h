@@ -19,7 +19,9 @@ inline uint64_t xxh64(const void* data, size_t bytes, uint64_t seed = 0) {
 // Streaming form, for data written or read piece by piece.
 class Xxh64Stream {
  public:
-  explicit Xxh64Stream(uint64_t seed = 0) : state_(XXH64_createState()) { XXH64_reset(state_, seed); }
+  explicit Xxh64Stream(uint64_t seed = 0) : state_(XXH64_createState()) {
+    XXH64_reset(state_, seed);
+  }
   ~Xxh64Stream() { XXH64_freeState(state_); }
   Xxh64Stream(const Xxh64Stream&) = delete;
   Xxh64Stream& operator=(const Xxh64Stream&) = delete;

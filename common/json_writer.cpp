@@ -11,14 +11,26 @@ std::string json_escape(std::string_view s) {
   o.reserve(s.size() + 2);
   for (unsigned char c : s) {
     switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\r': o += "\\r"; break;
-      case '\t': o += "\\t"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\r':
+        o += "\\r";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
       default:
-        if (c < 0x20) o += fmt::format("\\u{:04x}", c);
-        else o += static_cast<char>(c);
+        if (c < 0x20)
+          o += fmt::format("\\u{:04x}", c);
+        else
+          o += static_cast<char>(c);
     }
   }
   return o;
@@ -74,8 +86,10 @@ JsonWriter& JsonWriter::value(std::string_view v) {
 }
 JsonWriter& JsonWriter::value(double v) {
   separator();
-  if (!std::isfinite(v)) out_ += "null";
-  else out_ += fmt::format("{:.17g}", v);
+  if (!std::isfinite(v))
+    out_ += "null";
+  else
+    out_ += fmt::format("{:.17g}", v);
   return *this;
 }
 JsonWriter& JsonWriter::value(int64_t v) {

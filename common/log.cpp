@@ -27,6 +27,8 @@ void set_log_rank(int rank, int world_size, bool all_ranks_print) {
   }
 }
 
-bool log_is_primary() { return g_primary; }
+bool log_is_primary() {
+  return g_primary;
+}
 
 }  // namespace dape

@@ -4,12 +4,18 @@ namespace dape {
 
 const char* position_scheme_name(PositionScheme s) {
   switch (s) {
-    case PositionScheme::none: return "none";
-    case PositionScheme::learned: return "learned";
-    case PositionScheme::rope: return "rope";
-    case PositionScheme::alibi: return "alibi";
-    case PositionScheme::kerple: return "kerple";
-    case PositionScheme::fire: return "fire";
+    case PositionScheme::none:
+      return "none";
+    case PositionScheme::learned:
+      return "learned";
+    case PositionScheme::rope:
+      return "rope";
+    case PositionScheme::alibi:
+      return "alibi";
+    case PositionScheme::kerple:
+      return "kerple";
+    case PositionScheme::fire:
+      return "fire";
   }
   return "?";
 }

@@ -34,8 +34,8 @@ bool parse_position_scheme(const std::string& name, PositionScheme* out);
 struct AttentionShape {
   int batch = 0;
   int seq_len = 0;
-  int heads = 0;     // H: every head, as f sees them
-  int head_dim = 0;  // D
+  int heads = 0;               // H: every head, as f sees them
+  int head_dim = 0;            // D
   int64_t qkv_row_stride = 0;  // elements between consecutive tokens of q, k, v (and dq, dk, dv)
 };
 
@@ -46,13 +46,13 @@ struct PositionBias {
   // fire: scalars c and L multiplier (shape [1]); g = Linear(1→W) act Linear(W→H):
   // w1 [W, 1], b1 [W], w2 [H, W], b2 [H].
   Tensor fire_c, fire_L_multiplier, fire_w1, fire_b1, fire_w2, fire_b2;
-  float fire_L = 512.0f;        // the fixed L; the threshold is |L_multiplier * L|
-  bool fire_leaky_relu = false; // g's activation: LeakyReLU(0.01) when true, else ReLU
+  float fire_L = 512.0f;         // the fixed L; the threshold is |L_multiplier * L|
+  bool fire_leaky_relu = false;  // g's activation: LeakyReLU(0.01) when true, else ReLU
 };
 
 struct DapeMlp {
   bool enabled = false;
-  int width = 0;  // W
+  int width = 0;          // W
   Tensor w1, b1, w2, b2;  // [W, 2H], [W], [H, W], [H]
 };
 

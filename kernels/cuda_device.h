@@ -11,7 +11,7 @@ namespace dape {
 struct CudaDevices {
   bool built_with_cuda = false;
   int count = 0;
-  std::string reason;  // why count is 0, for messages such as "skipped: no CUDA device"
+  std::string reason;       // why count is 0, for messages such as "skipped: no CUDA device"
   std::string description;  // one line per device
 };
 

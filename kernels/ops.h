@@ -115,9 +115,9 @@ class Ops {
   // out [B, N, H, D]; lse [B, H, N] (log-sum-exp of each softmax row, saved for backward).
   virtual void attention_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                  AttentionImpl impl) = 0;
-  virtual void attention_backward(const AttentionInputs& in, const Tensor& out,
-                                  const Tensor& lse, const Tensor& dout,
-                                  const AttentionGrads& grads, AttentionImpl impl) = 0;
+  virtual void attention_backward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
+                                  const Tensor& dout, const AttentionGrads& grads,
+                                  AttentionImpl impl) = 0;
 
   // ---- fused softmax cross-entropy -----------------------------------------------------------
   // logits [R, Vp] whose first `vocab` columns are real (the rest is padding, ignored);

@@ -40,28 +40,31 @@ class ProfilingOps final : public Ops {
   void add(const Tensor& out, const Tensor& a, const Tensor& b) override;
   void clamp_min(const Tensor& x, double lo) override;
   double sum_squares(const Tensor& x) override;
-  void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
-                         int seq_len, int pos_offset) override;
-  void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout, const Tensor& tokens,
-                          int seq_len, int pos_offset) override;
+  void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte,
+                         const Tensor& wpe, int seq_len, int pos_offset) override;
+  void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
+                          const Tensor& tokens, int seq_len, int pos_offset) override;
   void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                          const Tensor& w, const Tensor& b) override;
   void layernorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& dout,
-                          const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd) override;
-  void matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b) override;
+                          const Tensor& x, const Tensor& w, const Tensor& mean,
+                          const Tensor& rstd) override;
+  void matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w,
+                      const Tensor& b) override;
   void matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& dout,
                        const Tensor& x, const Tensor& w, bool accumulate_dx) override;
   void gelu_forward(const Tensor& out, const Tensor& x) override;
   void gelu_backward(const Tensor& dx, const Tensor& x, const Tensor& dout) override;
   void rope_forward(const Tensor& q, const Tensor& k, const AttentionShape& shape, int pos_offset,
                     double base) override;
-  void rope_backward(const Tensor& dq, const Tensor& dk, const AttentionShape& shape, int pos_offset,
-                     double base) override;
+  void rope_backward(const Tensor& dq, const Tensor& dk, const AttentionShape& shape,
+                     int pos_offset, double base) override;
   bool has_attention(AttentionImpl impl) const override { return inner_.has_attention(impl); }
   void attention_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                          AttentionImpl impl) override;
-  void attention_backward(const AttentionInputs& in, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                          const AttentionGrads& grads, AttentionImpl impl) override;
+  void attention_backward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
+                          const Tensor& dout, const AttentionGrads& grads,
+                          AttentionImpl impl) override;
   void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets, int vocab,
                      double grad_scale) override;
   void adamw(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,

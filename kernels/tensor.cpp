@@ -6,10 +6,14 @@ namespace dape {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "float32";
-    case DType::f64: return "float64";
-    case DType::bf16: return "bfloat16";
-    case DType::i32: return "int32";
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::bf16:
+      return "bfloat16";
+    case DType::i32:
+      return "int32";
   }
   return "?";
 }
@@ -39,8 +43,8 @@ std::string Shape::str() const {
 }
 
 Tensor Tensor::slice(int64_t offset, Shape s) const {
-  DAPE_CHECK(offset >= 0 && offset + s.numel() <= numel(), "slice [{}, {}) of a tensor of {} elements",
-             offset, offset + s.numel(), numel());
+  DAPE_CHECK(offset >= 0 && offset + s.numel() <= numel(),
+             "slice [{}, {}) of a tensor of {} elements", offset, offset + s.numel(), numel());
   return Tensor(static_cast<char*>(data) + offset * dtype_size(dtype), dtype, s);
 }
 

@@ -25,22 +25,30 @@ CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global) {
     bool no_progress = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a checkpoint's perplexity at several lengths");
-  cmd->add_option("--checkpoint", args->checkpoint, "A checkpoint step directory or a run directory")->required();
-  cmd->add_option("--lengths", args->lengths, "Comma-separated evaluation lengths, e.g. 128,256,512")
+  CLI::App* cmd =
+      app.add_subcommand("eval", "Evaluate a checkpoint's perplexity at several lengths");
+  cmd->add_option("--checkpoint", args->checkpoint,
+                  "A checkpoint step directory or a run directory")
+      ->required();
+  cmd->add_option("--lengths", args->lengths,
+                  "Comma-separated evaluation lengths, e.g. 128,256,512")
       ->delimiter(',')
       ->required()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--last", args->last, "Also report perplexity over the last N predictions of each chunk")
+  cmd->add_option("--last", args->last,
+                  "Also report perplexity over the last N predictions of each chunk")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--out", args->out, "Write the results as JSON to this file");
-  cmd->add_option("--data", args->data, "Dataset directory (default: the one the model was trained on)");
-  cmd->add_option("--max-chunks", args->max_chunks,
-                  "At most N chunks per length, spread over the validation split (0: all; default: the "
-                  "config's eval.max_chunks)")
+  cmd->add_option("--data", args->data,
+                  "Dataset directory (default: the one the model was trained on)");
+  cmd->add_option(
+         "--max-chunks", args->max_chunks,
+         "At most N chunks per length, spread over the validation split (0: all; default: the "
+         "config's eval.max_chunks)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--attention", args->attention, "Attention implementation: reference|fused (default: the config's)");
+  cmd->add_option("--attention", args->attention,
+                  "Attention implementation: reference|fused (default: the config's)");
   cmd->add_flag("--no-progress", args->no_progress, "Do not draw progress bars");
   return [args, &global]() {
     CheckpointRef ref = open_checkpoint(args->checkpoint);

@@ -15,13 +15,19 @@ CommandFn add_golden_command(CLI::App& app, const GlobalOptions& global) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
-      "golden", "Check attention implementations against golden files (forward and every gradient)");
-  cmd->add_option("files", args->files, "Golden .safetensors files")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--attention", args->attention, "Which implementation: reference|fused|all")->capture_default_str();
+      "golden",
+      "Check attention implementations against golden files (forward and every gradient)");
+  cmd->add_option("files", args->files, "Golden .safetensors files")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--attention", args->attention, "Which implementation: reference|fused|all")
+      ->capture_default_str();
   return [args, &global]() {
     std::vector<AttentionImpl> impls;
-    if (args->attention == "reference" || args->attention == "all") impls.push_back(AttentionImpl::reference);
-    if (args->attention == "fused" || args->attention == "all") impls.push_back(AttentionImpl::fused);
+    if (args->attention == "reference" || args->attention == "all")
+      impls.push_back(AttentionImpl::reference);
+    if (args->attention == "fused" || args->attention == "all")
+      impls.push_back(AttentionImpl::fused);
     if (impls.empty()) fail("--attention: '{}' is not one of reference|fused|all", args->attention);
     CpuOps ops(DType::f32, global.threads);
     int failed = 0, checked = 0;

@@ -14,8 +14,11 @@ CommandFn add_inspect_command(CLI::App& app, const GlobalOptions&) {
     bool no_verify = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("inspect", "Show what a token shard, dataset or checkpoint holds; verify checksums");
-  cmd->add_option("path", args->path, "A .tok shard, a dataset directory, or a checkpoint/run directory")->required();
+  CLI::App* cmd = app.add_subcommand(
+      "inspect", "Show what a token shard, dataset or checkpoint holds; verify checksums");
+  cmd->add_option("path", args->path,
+                  "A .tok shard, a dataset directory, or a checkpoint/run directory")
+      ->required();
   cmd->add_flag("--no-verify", args->no_verify, "Skip checksum verification");
   return [args]() {
     const std::string& p = args->path;
@@ -27,8 +30,10 @@ CommandFn add_inspect_command(CLI::App& app, const GlobalOptions&) {
       if (path_exists(join_path(p, "manifest.pb")) || path_exists(join_path(p, "checkpoints")) ||
           path_exists(join_path(p, "latest")))
         return inspect_checkpoint(p, verify);
-      fail("'{}' is neither a token shard, a dataset directory (dataset.pbtxt) nor a checkpoint (manifest.pb)",
-           p);
+      fail(
+          "'{}' is neither a token shard, a dataset directory (dataset.pbtxt) nor a checkpoint "
+          "(manifest.pb)",
+          p);
     };
     try {
       std::printf("%s", report().c_str());

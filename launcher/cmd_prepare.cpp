@@ -9,16 +9,20 @@ namespace dape {
 CommandFn add_prepare_command(CLI::App& app, const GlobalOptions&) {
   auto opts = std::make_shared<data::PrepareOptions>();
   auto no_progress = std::make_shared<bool>(false);
-  CLI::App* cmd = app.add_subcommand("prepare", "Tokenize text into token shards with a train/validation split");
-  cmd->add_option("--input", opts->inputs, "Input files or directories (each file is one document)")->required();
+  CLI::App* cmd = app.add_subcommand(
+      "prepare", "Tokenize text into token shards with a train/validation split");
+  cmd->add_option("--input", opts->inputs, "Input files or directories (each file is one document)")
+      ->required();
   cmd->add_option("--tokenizer", opts->tokenizer, "Tokenizer: byte")->capture_default_str();
   cmd->add_option("--out", opts->out_dir, "Output dataset directory")->required();
   cmd->add_option("--format", opts->format, "Input format: auto|text")->capture_default_str();
-  cmd->add_option("--val-fraction", opts->val_fraction,
-                  "Fraction held out for validation (by document with >= 20 documents, else the tail "
-                  "of each document)")
+  cmd->add_option(
+         "--val-fraction", opts->val_fraction,
+         "Fraction held out for validation (by document with >= 20 documents, else the tail "
+         "of each document)")
       ->capture_default_str();
-  cmd->add_option("--shard-tokens", opts->shard_tokens, "Maximum tokens per shard file")->capture_default_str();
+  cmd->add_option("--shard-tokens", opts->shard_tokens, "Maximum tokens per shard file")
+      ->capture_default_str();
   cmd->add_flag("--no-progress", *no_progress, "Do not draw a progress bar");
   return [opts, no_progress]() {
     opts->show_progress = !*no_progress;

@@ -20,20 +20,24 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a config file");
-  cmd->add_option("--config", args->config, "Experiment config (protobuf text, configs/*.pbtxt)")->required();
+  cmd->add_option("--config", args->config, "Experiment config (protobuf text, configs/*.pbtxt)")
+      ->required();
   cmd->add_option("--set", args->sets,
                   "Override a config field by its path, e.g. --set train.steps=100 (repeatable; "
                   "repeated fields take comma-separated lists)");
-  cmd->add_option("--resume", args->resume,
-                  "auto: continue from the newest complete checkpoint in run_dir if any; none: start "
-                  "fresh; or a checkpoint directory")
+  cmd->add_option(
+         "--resume", args->resume,
+         "auto: continue from the newest complete checkpoint in run_dir if any; none: start "
+         "fresh; or a checkpoint directory")
       ->capture_default_str();
-  cmd->add_option("--stop-at-step", args->stop_at_step,
-                  "Save a checkpoint and stop once this many steps are done (the schedule still spans "
-                  "train.steps); 0: train to the end")
+  cmd->add_option(
+         "--stop-at-step", args->stop_at_step,
+         "Save a checkpoint and stop once this many steps are done (the schedule still spans "
+         "train.steps); 0: train to the end")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-progress", args->no_progress, "Do not draw progress lines");
-  cmd->add_flag("--check", args->check, "Only load and validate the config, print the resolved config, exit");
+  cmd->add_flag("--check", args->check,
+                "Only load and validate the config, print the resolved config, exit");
   return [args, &global]() {
     LoadedConfig cfg = load_config(args->config, args->sets);
     validate_config(cfg);
@@ -53,8 +57,8 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
       std::printf("\nvalidation after %lld steps (%s):\n%s", static_cast<long long>(s.last_step),
                   cfg.msg.run_dir().c_str(), format_eval_table(s.final_eval).c_str());
     }
-    DAPE_LOG_INFO("trained steps {} to {}: final loss {:.4f}, {:.0f} tokens/s", s.first_step, s.last_step,
-                  s.final_loss, s.tokens_per_s);
+    DAPE_LOG_INFO("trained steps {} to {}: final loss {:.4f}, {:.0f} tokens/s", s.first_step,
+                  s.last_step, s.final_loss, s.tokens_per_s);
     return 0;
   };
 }

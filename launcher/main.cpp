@@ -24,12 +24,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", [] {
     CudaDevices cuda = query_cuda_devices();
-    std::string v = std::string("dape ") + DAPE_VERSION + "\nCPU threads: " + std::to_string(omp_get_max_threads());
+    std::string v = std::string("dape ") + DAPE_VERSION +
+                    "\nCPU threads: " + std::to_string(omp_get_max_threads());
     v += cuda.count > 0 ? "\nCUDA devices:\n" + cuda.description : "\nCUDA: " + cuda.reason;
     return v;
   });
   GlobalOptions global;
-  app.add_option("--log-level", global.log_level, "trace|debug|info|warn|error")->capture_default_str();
+  app.add_option("--log-level", global.log_level, "trace|debug|info|warn|error")
+      ->capture_default_str();
   app.add_option("--threads", global.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)")
       ->check(CLI::NonNegativeNumber);
 

@@ -23,7 +23,9 @@ namespace {
 constexpr const char* kManifest = "manifest.pb";
 constexpr const char* kShardFile = "shard_00000.bin";
 
-std::string step_dir_name(int64_t step) { return fmt::format("step_{:08d}", step); }
+std::string step_dir_name(int64_t step) {
+  return fmt::format("step_{:08d}", step);
+}
 
 // Parses "step_00000040" -> 40; -1 for anything else.
 int64_t parse_step_dir(const std::string& name) {
@@ -77,8 +79,8 @@ class ShardWriter {
   Xxh64Stream file_hash_;
 };
 
-void add_tensor(checkpoint::Manifest& m, ShardWriter& w, const std::string& name, const Shape& shape,
-                const std::vector<float>& data) {
+void add_tensor(checkpoint::Manifest& m, ShardWriter& w, const std::string& name,
+                const Shape& shape, const std::vector<float>& data) {
   const int64_t at = w.write(data.data(), data.size() * sizeof(float));
   auto* rec = m.add_tensors();
   rec->set_name(name);
@@ -118,7 +120,8 @@ void prune(const std::string& ckpt_root, int keep_last, const std::string& prote
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(ckpt_root, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind("step_", 0) == 0 && name.find(".tmp") != std::string::npos) fs::remove_all(e.path(), ec);
+    if (name.rfind("step_", 0) == 0 && name.find(".tmp") != std::string::npos)
+      fs::remove_all(e.path(), ec);
   }
   if (keep_last <= 0) return;
   // Keep the newest keep_last, and the protected one besides.
@@ -127,7 +130,8 @@ void prune(const std::string& ckpt_root, int keep_last, const std::string& prote
   for (int64_t i = 0; i < excess; ++i) {
     if (!protect.empty() && fs::equivalent(steps[i].second, protect, ec)) continue;
     fs::remove_all(steps[i].second, ec);
-    if (ec) DAPE_LOG_WARN("could not delete old checkpoint '{}': {}", steps[i].second, ec.message());
+    if (ec)
+      DAPE_LOG_WARN("could not delete old checkpoint '{}': {}", steps[i].second, ec.message());
   }
 }
 
@@ -135,7 +139,8 @@ void prune(const std::string& ckpt_root, int keep_last, const std::string& prote
 
 std::string save_checkpoint(const std::string& run_dir, Ops& ops, const ParamStore& params,
                             const AdamW* optimizer, const TrainingState& state,
-                            const std::string& config_text, int keep_last, const std::string& protect) {
+                            const std::string& config_text, int keep_last,
+                            const std::string& protect) {
   const std::string root = join_path(run_dir, "checkpoints");
   make_directories(root);
   const std::string final_dir = join_path(root, step_dir_name(state.step));
@@ -153,7 +158,8 @@ std::string save_checkpoint(const std::string& run_dir, Ops& ops, const ParamSto
   for (const auto& [k, v] : state.rng) (*m.mutable_rng())[k] = v;
   {
     ShardWriter w(join_path(tmp_dir, kShardFile));
-    for (const auto& v : params.views()) add_tensor(m, w, v.spec.name, v.spec.shape, download<float>(ops, v.value));
+    for (const auto& v : params.views())
+      add_tensor(m, w, v.spec.name, v.spec.shape, download<float>(ops, v.value));
     if (optimizer) {
       for (const auto& v : params.views()) {
         add_tensor(m, w, "optim.m." + v.spec.name, v.spec.shape,
@@ -169,12 +175,14 @@ std::string save_checkpoint(const std::string& run_dir, Ops& ops, const ParamSto
     f->set_xxh64(w.digest());
   }
   std::string bytes;
-  if (!m.SerializeToString(&bytes)) fail("cannot serialize the checkpoint manifest for step {}", state.step);
+  if (!m.SerializeToString(&bytes))
+    fail("cannot serialize the checkpoint manifest for step {}", state.step);
   write_file_atomic(join_path(tmp_dir, kManifest), bytes);
   fsync_path(tmp_dir);
   if (path_exists(final_dir)) fs::remove_all(final_dir, ec);
   fs::rename(tmp_dir, final_dir, ec);
-  if (ec) fail("cannot move checkpoint '{}' into place as '{}': {}", tmp_dir, final_dir, ec.message());
+  if (ec)
+    fail("cannot move checkpoint '{}' into place as '{}': {}", tmp_dir, final_dir, ec.message());
   fsync_path(root);
   write_file_atomic(join_path(root, "latest"), step_dir_name(state.step) + "\n");
   prune(root, keep_last, protect);
@@ -189,7 +197,8 @@ std::string find_latest_checkpoint(const std::string& run_dir) {
     while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
     const std::string dir = join_path(root, name);
     if (parse_step_dir(name) >= 0 && path_exists(join_path(dir, kManifest))) return dir;
-    DAPE_LOG_WARN("'{}' names '{}', which is not a complete checkpoint; looking for the newest one", latest, name);
+    DAPE_LOG_WARN("'{}' names '{}', which is not a complete checkpoint; looking for the newest one",
+                  latest, name);
   }
   auto steps = complete_steps(root);
   return steps.empty() ? "" : steps.back().second;
@@ -200,11 +209,13 @@ CheckpointRef open_checkpoint(const std::string& path) {
   std::string dir = path;
   if (!path_exists(join_path(dir, kManifest))) {
     std::string found;
-    if (path_exists(join_path(path, "checkpoints"))) found = find_latest_checkpoint(path);
-    else if (path_exists(join_path(path, "latest"))) found = find_latest_checkpoint(parent_path(path + "/"));
+    if (path_exists(join_path(path, "checkpoints")))
+      found = find_latest_checkpoint(path);
+    else if (path_exists(join_path(path, "latest")))
+      found = find_latest_checkpoint(parent_path(path + "/"));
     if (found.empty())
-      fail("'{}' is not a checkpoint: it holds no {} and no complete checkpoints/step_* directory", path,
-           kManifest);
+      fail("'{}' is not a checkpoint: it holds no {} and no complete checkpoints/step_* directory",
+           path, kManifest);
     dir = found;
   }
   CheckpointRef ref;
@@ -212,13 +223,16 @@ CheckpointRef open_checkpoint(const std::string& path) {
   const std::string mpath = join_path(dir, kManifest);
   const std::string bytes = read_file(mpath);
   if (!ref.manifest.ParseFromString(bytes))
-    fail("checkpoint manifest '{}' is unreadable ({} bytes, not a valid manifest)", mpath, bytes.size());
+    fail("checkpoint manifest '{}' is unreadable ({} bytes, not a valid manifest)", mpath,
+         bytes.size());
   if (ref.manifest.version() != 1)
-    fail("checkpoint manifest '{}' has version {}; this build reads version 1", mpath, ref.manifest.version());
+    fail("checkpoint manifest '{}' has version {}; this build reads version 1", mpath,
+         ref.manifest.version());
   return ref;
 }
 
-TrainingState load_checkpoint(const CheckpointRef& ckpt, Ops& ops, ParamStore& params, AdamW* optimizer) {
+TrainingState load_checkpoint(const CheckpointRef& ckpt, Ops& ops, ParamStore& params,
+                              AdamW* optimizer) {
   const auto& m = ckpt.manifest;
   std::map<std::string, const checkpoint::TensorRecord*> records;
   for (const auto& t : m.tensors()) records[t.name()] = &t;
@@ -228,39 +242,48 @@ TrainingState load_checkpoint(const CheckpointRef& ckpt, Ops& ops, ParamStore& p
     if (!path_exists(p)) fail("checkpoint '{}': shard file '{}' is missing", ckpt.dir, f.file());
     MappedFile mf(p);
     if (static_cast<int64_t>(mf.size()) != f.bytes())
-      fail("checkpoint '{}': shard file '{}' has {} bytes, the manifest says {} (truncated?)", ckpt.dir,
-           f.file(), mf.size(), f.bytes());
+      fail("checkpoint '{}': shard file '{}' has {} bytes, the manifest says {} (truncated?)",
+           ckpt.dir, f.file(), mf.size(), f.bytes());
     files.emplace(f.file(), std::move(mf));
   }
 
   auto load_into = [&](const std::string& name, const Tensor& dst, const Shape& shape) {
     auto it = records.find(name);
-    if (it == records.end()) fail("checkpoint '{}' has no tensor '{}' that this model needs", ckpt.dir, name);
+    if (it == records.end())
+      fail("checkpoint '{}' has no tensor '{}' that this model needs", ckpt.dir, name);
     const auto& rec = *it->second;
     Shape saved;
     for (auto d : rec.shape()) saved.dims[saved.rank++] = d;
     if (!(saved == shape))
-      fail("checkpoint '{}': tensor '{}' has shape {}, the model expects {}", ckpt.dir, name, saved.str(),
-           shape.str());
+      fail("checkpoint '{}': tensor '{}' has shape {}, the model expects {}", ckpt.dir, name,
+           saved.str(), shape.str());
     if (rec.dtype() != "float32")
       fail("checkpoint '{}': tensor '{}' is {}, expected float32", ckpt.dir, name, rec.dtype());
     if (rec.shards_size() != 1)
-      fail("checkpoint '{}': tensor '{}' is split into {} shards; this build reads single-shard tensors",
-           ckpt.dir, name, rec.shards_size());
+      fail(
+          "checkpoint '{}': tensor '{}' is split into {} shards; this build reads single-shard "
+          "tensors",
+          ckpt.dir, name, rec.shards_size());
     const auto& s = rec.shards(0);
     auto f = files.find(s.file());
-    if (f == files.end()) fail("checkpoint '{}': tensor '{}' refers to unknown file '{}'", ckpt.dir, name, s.file());
+    if (f == files.end())
+      fail("checkpoint '{}': tensor '{}' refers to unknown file '{}'", ckpt.dir, name, s.file());
     const int64_t expect_bytes = shape.numel() * 4;
     if (s.byte_length() != expect_bytes || s.byte_offset() < 0 ||
         s.byte_offset() + s.byte_length() > static_cast<int64_t>(f->second.size()))
-      fail("checkpoint '{}': tensor '{}' has byte range [{}, +{}) in '{}' ({} bytes); expected {} bytes",
-           ckpt.dir, name, s.byte_offset(), s.byte_length(), s.file(), f->second.size(), expect_bytes);
+      fail(
+          "checkpoint '{}': tensor '{}' has byte range [{}, +{}) in '{}' ({} bytes); expected {} "
+          "bytes",
+          ckpt.dir, name, s.byte_offset(), s.byte_length(), s.file(), f->second.size(),
+          expect_bytes);
     const uint8_t* p = f->second.data() + s.byte_offset();
     const uint64_t h = xxh64(p, static_cast<size_t>(s.byte_length()));
     if (h != s.xxh64())
-      fail("checkpoint '{}': tensor '{}' in '{}' (bytes {}..{}) fails its checksum: stored {}, computed {}",
-           ckpt.dir, name, s.file(), s.byte_offset(), s.byte_offset() + s.byte_length(), hex64(s.xxh64()),
-           hex64(h));
+      fail(
+          "checkpoint '{}': tensor '{}' in '{}' (bytes {}..{}) fails its checksum: stored {}, "
+          "computed {}",
+          ckpt.dir, name, s.file(), s.byte_offset(), s.byte_offset() + s.byte_length(),
+          hex64(s.xxh64()), hex64(h));
     std::vector<float> host(shape.numel());
     std::memcpy(host.data(), p, static_cast<size_t>(expect_bytes));
     ops.copy_from_host(dst, host.data(), DType::f32);
@@ -270,14 +293,18 @@ TrainingState load_checkpoint(const CheckpointRef& ckpt, Ops& ops, ParamStore& p
   for (const auto& v : params.views()) load_into(v.spec.name, v.value, v.spec.shape);
   if (optimizer) {
     for (const auto& v : params.views()) {
-      load_into("optim.m." + v.spec.name, optimizer->m().slice(v.offset, v.spec.shape), v.spec.shape);
-      load_into("optim.v." + v.spec.name, optimizer->v().slice(v.offset, v.spec.shape), v.spec.shape);
+      load_into("optim.m." + v.spec.name, optimizer->m().slice(v.offset, v.spec.shape),
+                v.spec.shape);
+      load_into("optim.v." + v.spec.name, optimizer->v().slice(v.offset, v.spec.shape),
+                v.spec.shape);
     }
   }
   for (const auto& [name, rec] : records) {
     if (name.rfind("optim.", 0) == 0 && !optimizer) continue;
-    fail("checkpoint '{}' holds tensor '{}' that this model does not have (a different model config?)",
-         ckpt.dir, name);
+    fail(
+        "checkpoint '{}' holds tensor '{}' that this model does not have (a different model "
+        "config?)",
+        ckpt.dir, name);
   }
 
   TrainingState st;
@@ -291,15 +318,17 @@ TrainingState load_checkpoint(const CheckpointRef& ckpt, Ops& ops, ParamStore& p
 std::string inspect_checkpoint(const std::string& path, bool verify) {
   CheckpointRef ref = open_checkpoint(path);
   const auto& m = ref.manifest;
-  std::string out = fmt::format("checkpoint {}\n  step {}, samples consumed {}, loss {:.4f}\n  layout dp={} tp={} zero={}\n",
-                                ref.dir, m.step(), m.samples_consumed(), m.loss(), m.dp(), m.tp(), m.zero_stage());
+  std::string out = fmt::format(
+      "checkpoint {}\n  step {}, samples consumed {}, loss {:.4f}\n  layout dp={} tp={} zero={}\n",
+      ref.dir, m.step(), m.samples_consumed(), m.loss(), m.dp(), m.tp(), m.zero_stage());
   int64_t params = 0, moments = 0;
   for (const auto& t : m.tensors()) {
     int64_t n = 1;
     for (auto d : t.shape()) n *= d;
     (t.name().rfind("optim.", 0) == 0 ? moments : params) += n;
   }
-  out += fmt::format("  {} tensors: {} parameter values, {} optimizer values\n", m.tensors_size(), params, moments);
+  out += fmt::format("  {} tensors: {} parameter values, {} optimizer values\n", m.tensors_size(),
+                     params, moments);
   std::vector<std::string> problems;
   std::map<std::string, MappedFile> files;
   for (const auto& f : m.files()) {
@@ -318,8 +347,10 @@ std::string inspect_checkpoint(const std::string& path, bool verify) {
       }
       files.emplace(f.file(), std::move(mf));
     }
-    if (status != "checksum OK" && status != "present") problems.push_back(f.file() + ": " + status);
-    out += fmt::format("  file {} {} bytes xxh64 {}: {}\n", f.file(), f.bytes(), hex64(f.xxh64()), status);
+    if (status != "checksum OK" && status != "present")
+      problems.push_back(f.file() + ": " + status);
+    out += fmt::format("  file {} {} bytes xxh64 {}: {}\n", f.file(), f.bytes(), hex64(f.xxh64()),
+                       status);
   }
   for (const auto& t : m.tensors()) {
     std::string shape;
@@ -329,15 +360,18 @@ std::string inspect_checkpoint(const std::string& path, bool verify) {
       status = "OK";
       for (const auto& s : t.shards()) {
         auto f = files.find(s.file());
-        if (f == files.end() || s.byte_offset() + s.byte_length() > static_cast<int64_t>(f->second.size())) {
+        if (f == files.end() ||
+            s.byte_offset() + s.byte_length() > static_cast<int64_t>(f->second.size())) {
           status = "UNREADABLE";
-        } else if (xxh64(f->second.data() + s.byte_offset(), static_cast<size_t>(s.byte_length())) != s.xxh64()) {
+        } else if (xxh64(f->second.data() + s.byte_offset(),
+                         static_cast<size_t>(s.byte_length())) != s.xxh64()) {
           status = "CHECKSUM MISMATCH";
         }
       }
       if (status != "OK") problems.push_back(t.name() + ": " + status);
     }
-    out += fmt::format("  {:<48} {:<8} [{}]{}\n", t.name(), t.dtype(), shape, status.empty() ? "" : "  " + status);
+    out += fmt::format("  {:<48} {:<8} [{}]{}\n", t.name(), t.dtype(), shape,
+                       status.empty() ? "" : "  " + status);
   }
   if (!problems.empty()) {
     std::string msg = out + "problems:\n";

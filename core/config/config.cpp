@@ -36,7 +36,9 @@ std::string field_path_at_line(const std::string& text, int line) {
         if (text[i] == '\\') ++i;
     } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       size_t j = i;
-      while (j < text.size() && (std::isalnum(static_cast<unsigned char>(text[j])) || text[j] == '_')) ++j;
+      while (j < text.size() &&
+             (std::isalnum(static_cast<unsigned char>(text[j])) || text[j] == '_'))
+        ++j;
       std::string path;
       for (const auto& s : stack) path += s + ".";
       last_path = path + text.substr(i, j - i);
@@ -54,11 +56,13 @@ std::string field_path_at_line(const std::string& text, int line) {
 
 class CollectErrors : public pb::io::ErrorCollector {
  public:
-  CollectErrors(std::string source, const std::string& text) : source_(std::move(source)), input_(text) {}
+  CollectErrors(std::string source, const std::string& text)
+      : source_(std::move(source)), input_(text) {}
   void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
     if (!text_.empty()) text_ += "\n";
     const std::string field = field_path_at_line(input_, line);
-    text_ += fmt::format("{}:{}:{}: {}{}", source_, line + 1, column + 1, field.empty() ? "" : field + ": ", message);
+    text_ += fmt::format("{}:{}:{}: {}{}", source_, line + 1, column + 1,
+                         field.empty() ? "" : field + ": ", message);
   }
   void AddWarning(int line, pb::io::ColumnNumber column, const std::string& message) override {
     AddError(line, column, "warning: " + message);
@@ -83,8 +87,8 @@ void record_origins(const pb::Message& msg, const pb::TextFormat::ParseInfoTree*
     auto loc = tree ? tree->GetLocation(f, index) : pb::TextFormat::ParseLocation();
     origin[path] = loc.line >= 0 ? fmt::format("{}:{}", source, loc.line + 1) : source;
     if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated()) {
-      record_origins(refl->GetMessage(msg, f), tree ? tree->GetTreeForNested(f, -1) : nullptr,
-                     path, source, origin);
+      record_origins(refl->GetMessage(msg, f), tree ? tree->GetTreeForNested(f, -1) : nullptr, path,
+                     source, origin);
     }
   }
 }
@@ -228,16 +232,35 @@ void fill_defaults(pb::Message* msg) {
     }
     if (r->HasField(*msg, f) || f->name() == "base") continue;
     switch (f->cpp_type()) {
-      case pb::FieldDescriptor::CPPTYPE_INT32: r->SetInt32(msg, f, f->default_value_int32()); break;
-      case pb::FieldDescriptor::CPPTYPE_INT64: r->SetInt64(msg, f, f->default_value_int64()); break;
-      case pb::FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(msg, f, f->default_value_uint32()); break;
-      case pb::FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(msg, f, f->default_value_uint64()); break;
-      case pb::FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(msg, f, f->default_value_double()); break;
-      case pb::FieldDescriptor::CPPTYPE_FLOAT: r->SetFloat(msg, f, f->default_value_float()); break;
-      case pb::FieldDescriptor::CPPTYPE_BOOL: r->SetBool(msg, f, f->default_value_bool()); break;
-      case pb::FieldDescriptor::CPPTYPE_STRING: r->SetString(msg, f, f->default_value_string()); break;
-      case pb::FieldDescriptor::CPPTYPE_ENUM: r->SetEnum(msg, f, f->default_value_enum()); break;
-      default: break;
+      case pb::FieldDescriptor::CPPTYPE_INT32:
+        r->SetInt32(msg, f, f->default_value_int32());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_INT64:
+        r->SetInt64(msg, f, f->default_value_int64());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_UINT32:
+        r->SetUInt32(msg, f, f->default_value_uint32());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_UINT64:
+        r->SetUInt64(msg, f, f->default_value_uint64());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+        r->SetDouble(msg, f, f->default_value_double());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_FLOAT:
+        r->SetFloat(msg, f, f->default_value_float());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_BOOL:
+        r->SetBool(msg, f, f->default_value_bool());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_STRING:
+        r->SetString(msg, f, f->default_value_string());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_ENUM:
+        r->SetEnum(msg, f, f->default_value_enum());
+        break;
+      default:
+        break;
     }
   }
 }
@@ -272,7 +295,8 @@ void apply_override(LoadedConfig& cfg, const std::string& assignment) {
   size_t start = 0;
   while (true) {
     const size_t dot = path.find('.', start);
-    const std::string name = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    const std::string name =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     const pb::Descriptor* d = msg->GetDescriptor();
     const pb::FieldDescriptor* f = d->FindFieldByName(name);
     if (!f)
@@ -319,10 +343,12 @@ void validate_config(const LoadedConfig& cfg, int world_size) {
   require_range("model.d_model", m.d_model(), 1, 1 << 16);
   require_range("model.heads", m.heads(), 1, 4096);
   if (m.d_model() % m.heads() != 0)
-    bad("model.heads", fmt::format("{} heads do not divide model.d_model = {}", m.heads(), m.d_model()));
+    bad("model.heads",
+        fmt::format("{} heads do not divide model.d_model = {}", m.heads(), m.d_model()));
   PositionScheme scheme;
   if (!parse_position_scheme(m.position(), &scheme))
-    bad("model.position", fmt::format("'{}' is not one of none|learned|rope|alibi|kerple|fire", m.position()));
+    bad("model.position",
+        fmt::format("'{}' is not one of none|learned|rope|alibi|kerple|fire", m.position()));
   if (scheme == PositionScheme::rope && (m.d_model() / m.heads()) % 2 != 0)
     bad("model.position", fmt::format("rope needs an even head dimension, but d_model/heads = {}",
                                       m.d_model() / m.heads()));
@@ -367,7 +393,8 @@ void validate_config(const LoadedConfig& cfg, int world_size) {
   require_range("parallel.tp", p.tp(), 1, 4096);
   require_range("parallel.zero_stage", p.zero_stage(), 0, 1);
   if (world_size % p.tp() != 0)
-    bad("parallel.tp", fmt::format("{} does not divide the {} process(es) of this run", p.tp(), world_size));
+    bad("parallel.tp",
+        fmt::format("{} does not divide the {} process(es) of this run", p.tp(), world_size));
   if (m.heads() % p.tp() != 0)
     bad("parallel.tp", fmt::format("{} does not divide model.heads = {}", p.tp(), m.heads()));
   const int dp = world_size / p.tp();
@@ -395,7 +422,8 @@ void validate_config(const LoadedConfig& cfg, int world_size) {
   require_range("log.interval", c.log().interval(), 1, 1 << 30);
   static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error"};
   if (!levels.count(c.log().level()))
-    bad("log.level", fmt::format("'{}' is not one of trace|debug|info|warn|error", c.log().level()));
+    bad("log.level",
+        fmt::format("'{}' is not one of trace|debug|info|warn|error", c.log().level()));
 }
 
 std::string resolved_text(const config::Config& msg) {

@@ -22,9 +22,10 @@ Tensor view_at(const Tensor& t, int64_t offset, Shape shape) {
 
 Decoder::Decoder(const ModelSpec& spec, Ops& ops, bool trainable) : spec_(spec), ops_(ops) {
   if (!ops_.has_attention(spec_.attention))
-    fail("model.attention: '{}' attention is not available on the {} backend of this build; use "
-         "'reference'",
-         spec_.attention == AttentionImpl::fused ? "fused" : "reference", ops_.name());
+    fail(
+        "model.attention: '{}' attention is not available on the {} backend of this build; use "
+        "'reference'",
+        spec_.attention == AttentionImpl::fused ? "fused" : "reference", ops_.name());
   spec_.register_params(params_);
   params_.allocate(ops_, trainable);
   for (int l = 0; l < spec_.layers; ++l) {
@@ -90,7 +91,8 @@ void Decoder::ensure_buffers(int batch, int seq_len, bool training) {
   targets_ = ops_.buffer(DType::i32, {R});
   losses_ = ops_.float_buffer({R});
   proj_ = ops_.float_buffer({R, C});
-  for (int i = 0; i < (training ? spec_.layers + 1 : 1); ++i) residual_.push_back(ops_.float_buffer({R, C}));
+  for (int i = 0; i < (training ? spec_.layers + 1 : 1); ++i)
+    residual_.push_back(ops_.float_buffer({R, C}));
   for (int l = 0; l < n_layer_sets; ++l) {
     LayerActivations a;
     a.ln1 = ops_.float_buffer({R, C});
@@ -131,8 +133,8 @@ int64_t Decoder::activation_bytes() const {
   };
   for (const auto& b : residual_) add(b);
   for (const auto& a : acts_)
-    for (const auto* b : {&a.ln1, &a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.att, &a.lse, &a.x_mid, &a.ln2,
-                          &a.ln2_mean, &a.ln2_rstd, &a.fc1, &a.gelu})
+    for (const auto* b : {&a.ln1, &a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.att, &a.lse, &a.x_mid,
+                          &a.ln2, &a.ln2_mean, &a.ln2_rstd, &a.fc1, &a.gelu})
       add(*b);
   for (const auto* b : {&tokens_, &targets_, &losses_, &proj_, &lnf_, &lnf_mean_, &lnf_rstd_,
                         &logits_, &dlnf_, &dres_, &dsmall_, &dbig_, &dqkv_})
@@ -177,7 +179,8 @@ double Decoder::forward(const int32_t* tokens, const int32_t* targets, int batch
   ops_.copy_from_host(tokens_, tokens, DType::i32);
   ops_.copy_from_host(targets_, targets, DType::i32);
 
-  const Tensor wpe = spec_.position == PositionScheme::learned ? params_.value("pos_embed.weight") : Tensor();
+  const Tensor wpe =
+      spec_.position == PositionScheme::learned ? params_.value("pos_embed.weight") : Tensor();
   ops_.embedding_forward(residual_[0], tokens_, params_.value("embed.weight"), wpe, seq_len, 0);
 
   for (int l = 0; l < spec_.layers; ++l) {
@@ -191,7 +194,8 @@ double Decoder::forward(const int32_t* tokens, const int32_t* targets, int batch
     ops_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x_in, w.ln1_w, w.ln1_b);
     ops_.matmul_forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b);
     AttentionInputs in = attention_inputs(w, a.qkv);
-    if (spec_.position == PositionScheme::rope) ops_.rope_forward(in.q, in.k, in.shape, 0, spec_.rope_base);
+    if (spec_.position == PositionScheme::rope)
+      ops_.rope_forward(in.q, in.k, in.shape, 0, spec_.rope_base);
     ops_.attention_forward(in, a.att, a.lse, spec_.attention);
     ops_.matmul_forward(proj_, a.att, w.out_w, w.out_b);
     ops_.add(x_mid, x_in, proj_);
@@ -231,14 +235,17 @@ void Decoder::lm_head(bool training, double grad_scale) {
   }
 }
 
-std::vector<double> Decoder::token_losses() { return download<double>(ops_, losses_); }
+std::vector<double> Decoder::token_losses() {
+  return download<double>(ops_, losses_);
+}
 
 void Decoder::backward() {
   DAPE_CHECK(have_training_forward_, "backward() without a preceding training forward()");
   const Tensor& dres = dres_;
   ops_.fill(dres, 0.0);
-  ops_.layernorm_backward(dres, params_.grad("final_ln.weight"), params_.grad("final_ln.bias"), dlnf_,
-                          residual_.back(), params_.value("final_ln.weight"), lnf_mean_, lnf_rstd_);
+  ops_.layernorm_backward(dres, params_.grad("final_ln.weight"), params_.grad("final_ln.bias"),
+                          dlnf_, residual_.back(), params_.value("final_ln.weight"), lnf_mean_,
+                          lnf_rstd_);
   for (int l = spec_.layers - 1; l >= 0; --l) {
     const LayerWeights& w = weights_[l];
     const LayerWeights& g = weight_grads_[l];
@@ -247,7 +254,8 @@ void Decoder::backward() {
     ops_.matmul_backward(dbig_, g.fc2_w, g.fc2_b, dres, a.gelu, w.fc2_w);
     ops_.gelu_backward(dbig_, a.fc1, dbig_);
     ops_.matmul_backward(dsmall_, g.fc1_w, g.fc1_b, dbig_, a.ln2, w.fc1_w);
-    ops_.layernorm_backward(dres, g.ln2_w, g.ln2_b, dsmall_, a.x_mid, w.ln2_w, a.ln2_mean, a.ln2_rstd);
+    ops_.layernorm_backward(dres, g.ln2_w, g.ln2_b, dsmall_, a.x_mid, w.ln2_w, a.ln2_mean,
+                            a.ln2_rstd);
     // x_mid = x_in + out(attention(qkv(ln1(x_in)))): dres now holds d x_mid.
     ops_.matmul_backward(dsmall_, g.out_w, g.out_b, dres, a.att, w.out_w);
     const AttentionInputs in = attention_inputs(w, a.qkv);
@@ -256,9 +264,11 @@ void Decoder::backward() {
     if (spec_.position == PositionScheme::rope)
       ops_.rope_backward(grads.dq, grads.dk, in.shape, 0, spec_.rope_base);
     ops_.matmul_backward(dsmall_, g.qkv_w, g.qkv_b, dqkv_, a.ln1, w.qkv_w);
-    ops_.layernorm_backward(dres, g.ln1_w, g.ln1_b, dsmall_, residual_[l], w.ln1_w, a.ln1_mean, a.ln1_rstd);
+    ops_.layernorm_backward(dres, g.ln1_w, g.ln1_b, dsmall_, residual_[l], w.ln1_w, a.ln1_mean,
+                            a.ln1_rstd);
   }
-  const Tensor dwpe = spec_.position == PositionScheme::learned ? params_.grad("pos_embed.weight") : Tensor();
+  const Tensor dwpe =
+      spec_.position == PositionScheme::learned ? params_.grad("pos_embed.weight") : Tensor();
   ops_.embedding_backward(params_.grad("embed.weight"), dwpe, dres, tokens_, seq_len_, 0);
 }
 

@@ -64,7 +64,12 @@ void ModelSpec::register_params(ParamStore& store) const {
 
   normal("embed.weight", {padded_vocab, C}, init_std);
   if (position == PositionScheme::learned) {
-    store.add({"pos_embed.weight", {max_positions, C}, ParamGroup::no_decay, InitKind::normal, init_std, 0});
+    store.add({"pos_embed.weight",
+               {max_positions, C},
+               ParamGroup::no_decay,
+               InitKind::normal,
+               init_std,
+               0});
   }
   for (int l = 0; l < layers; ++l) {
     constant(layer_param(l, "ln1.weight"), {C}, 1.0);
@@ -74,10 +79,12 @@ void ModelSpec::register_params(ParamStore& store) const {
     normal(layer_param(l, "attn.out.weight"), {C, C}, resid_std);
     constant(layer_param(l, "attn.out.bias"), {C}, 0.0);
     if (position == PositionScheme::kerple) {
-      ParamSpec p{layer_param(l, "attn.kerple.p"), {H}, ParamGroup::no_decay, InitKind::uniform, 0, 2};
+      ParamSpec p{
+          layer_param(l, "attn.kerple.p"), {H}, ParamGroup::no_decay, InitKind::uniform, 0, 2};
       p.clamp_min = kerple_clamp_min;
       store.add(p);
-      ParamSpec a{layer_param(l, "attn.kerple.a"), {H}, ParamGroup::no_decay, InitKind::uniform, 0, 1};
+      ParamSpec a{
+          layer_param(l, "attn.kerple.a"), {H}, ParamGroup::no_decay, InitKind::uniform, 0, 1};
       a.clamp_min = kerple_clamp_min;
       store.add(a);
     }
@@ -107,10 +114,11 @@ void ModelSpec::register_params(ParamStore& store) const {
 std::string ModelSpec::describe() const {
   std::string pos = position_scheme_name(position);
   if (dape) pos += fmt::format(" + DAPE(W={})", dape_width);
-  return fmt::format("{} layers, d_model {}, {} heads (head dim {}), MLP {}, vocab {} (padded {}), "
-                     "position {}, {} attention",
-                     layers, d_model, heads, head_dim, mlp_hidden, vocab, padded_vocab, pos,
-                     attention == AttentionImpl::fused ? "fused" : "reference");
+  return fmt::format(
+      "{} layers, d_model {}, {} heads (head dim {}), MLP {}, vocab {} (padded {}), "
+      "position {}, {} attention",
+      layers, d_model, heads, head_dim, mlp_hidden, vocab, padded_vocab, pos,
+      attention == AttentionImpl::fused ? "fused" : "reference");
 }
 
 }  // namespace dape

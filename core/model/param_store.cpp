@@ -11,7 +11,8 @@ namespace dape {
 void ParamStore::add(ParamSpec spec) {
   DAPE_CHECK(!allocated(), "parameter '{}' added after allocation", spec.name);
   DAPE_CHECK(!index_.count(spec.name), "parameter '{}' registered twice", spec.name);
-  DAPE_CHECK(spec.shape.numel() > 0, "parameter '{}' has empty shape {}", spec.name, spec.shape.str());
+  DAPE_CHECK(spec.shape.numel() > 0, "parameter '{}' has empty shape {}", spec.name,
+             spec.shape.str());
   index_[spec.name] = views_.size();
   ParamView v;
   v.spec = std::move(spec);
@@ -67,9 +68,15 @@ void ParamStore::initialize(Ops& ops, uint64_t seed) {
     Rng rng(seed, xxh64(s.name.data(), s.name.size()));
     for (auto& x : host) {
       switch (s.init) {
-        case InitKind::normal: x = s.a * rng.normal(); break;
-        case InitKind::uniform: x = rng.uniform(s.a, s.b); break;
-        case InitKind::constant: x = s.a; break;
+        case InitKind::normal:
+          x = s.a * rng.normal();
+          break;
+        case InitKind::uniform:
+          x = rng.uniform(s.a, s.b);
+          break;
+        case InitKind::constant:
+          x = s.a;
+          break;
       }
       if (!std::isnan(s.clamp_min)) x = std::max(x, s.clamp_min);
     }

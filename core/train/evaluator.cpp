@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <optional>
 #include <cmath>
+#include <optional>
 
 #include "common/json_writer.h"
 #include "common/log.h"
@@ -20,11 +20,13 @@ std::vector<EvalLengthResult> evaluate(Decoder& model, const data::TokenStream& 
     r.length = L;
     r.last = std::min(options.last, L);
     r.available_chunks = validation.size() / (int64_t{L} + 1);
-    const int64_t used = options.max_chunks > 0 ? std::min<int64_t>(options.max_chunks, r.available_chunks)
-                                                : r.available_chunks;
+    const int64_t used = options.max_chunks > 0
+                             ? std::min<int64_t>(options.max_chunks, r.available_chunks)
+                             : r.available_chunks;
     if (used == 0) {
-      DAPE_LOG_WARN("eval: skipping length {}: the validation split has {} tokens, one chunk needs {}", L,
-                    validation.size(), L + 1);
+      DAPE_LOG_WARN(
+          "eval: skipping length {}: the validation split has {} tokens, one chunk needs {}", L,
+          validation.size(), L + 1);
       results.push_back(r);
       continue;
     }
@@ -53,7 +55,9 @@ std::vector<EvalLengthResult> evaluate(Decoder& model, const data::TokenStream& 
           if (t >= L - r.last) sum_last += l;
         }
       }
-      if (bar) bar->update((c0 + n) * L, fmt::format("ppl {:.3f}", std::exp(sum_all / ((c0 + n) * double(L)))));
+      if (bar)
+        bar->update((c0 + n) * L,
+                    fmt::format("ppl {:.3f}", std::exp(sum_all / ((c0 + n) * double(L)))));
     }
     r.chunks = used;
     r.tokens = used * L;
@@ -72,15 +76,17 @@ std::vector<EvalLengthResult> evaluate(Decoder& model, const data::TokenStream& 
 std::string format_eval_table(const std::vector<EvalLengthResult>& results) {
   int last = 0;
   for (const auto& r : results) last = std::max(last, r.last);
-  std::string out = fmt::format("{:>8} {:>7} {:>10} {:>10} {:>12} {:>8} {:>8}\n", "length", "chunks", "tokens",
-                                "ppl", fmt::format("ppl(last{})", last), "nll", "seconds");
+  std::string out =
+      fmt::format("{:>8} {:>7} {:>10} {:>10} {:>12} {:>8} {:>8}\n", "length", "chunks", "tokens",
+                  "ppl", fmt::format("ppl(last{})", last), "nll", "seconds");
   for (const auto& r : results) {
     if (r.chunks == 0) {
-      out += fmt::format("{:>8} {:>7} {:>10} {:>10}\n", r.length, 0, 0, "skipped: validation split too short");
+      out += fmt::format("{:>8} {:>7} {:>10} {:>10}\n", r.length, 0, 0,
+                         "skipped: validation split too short");
       continue;
     }
-    out += fmt::format("{:>8} {:>7} {:>10} {:>10.3f} {:>12.3f} {:>8.4f} {:>8.1f}\n", r.length, r.chunks,
-                       r.tokens, r.ppl, r.ppl_last, r.nll, r.seconds);
+    out += fmt::format("{:>8} {:>7} {:>10} {:>10.3f} {:>12.3f} {:>8.4f} {:>8.1f}\n", r.length,
+                       r.chunks, r.tokens, r.ppl, r.ppl_last, r.nll, r.seconds);
   }
   return out;
 }

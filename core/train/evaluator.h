@@ -24,18 +24,18 @@ namespace dape {
 struct EvalOptions {
   std::vector<int> lengths;
   int last = 256;
-  int max_chunks = 0;             // 0: every chunk
+  int max_chunks = 0;               // 0: every chunk
   int64_t tokens_per_batch = 8192;  // chunks per forward = max(1, tokens_per_batch / L)
   bool progress = true;
 };
 
 struct EvalLengthResult {
   int length = 0;
-  int64_t chunks = 0;         // 0: skipped (the split is shorter than one chunk)
+  int64_t chunks = 0;  // 0: skipped (the split is shorter than one chunk)
   int64_t available_chunks = 0;
   int64_t tokens = 0;
-  double nll = 0, ppl = 0;    // over all predicted tokens
-  int last = 0;               // predictions per chunk in the "last" figure (min(last, L))
+  double nll = 0, ppl = 0;  // over all predicted tokens
+  int last = 0;             // predictions per chunk in the "last" figure (min(last, L))
   int64_t last_tokens = 0;
   double nll_last = 0, ppl_last = 0;
   double seconds = 0;

@@ -39,7 +39,9 @@ MetricsLog::~MetricsLog() {
   if (f_) std::fclose(f_);
 }
 
-MetricsLog::MetricsLog(MetricsLog&& o) noexcept { *this = std::move(o); }
+MetricsLog::MetricsLog(MetricsLog&& o) noexcept {
+  *this = std::move(o);
+}
 
 MetricsLog& MetricsLog::operator=(MetricsLog&& o) noexcept {
   if (this != &o) {

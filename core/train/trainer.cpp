@@ -45,8 +45,9 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   const config::Config& cfg = loaded.msg;
   const auto& tc = cfg.train();
   if (!cfg.data().has_path() || cfg.data().path().empty())
-    fail("data.path is not set: point it at a dataset directory written by `dape prepare` "
-         "(e.g. --set data.path=data/kjv)");
+    fail(
+        "data.path is not set: point it at a dataset directory written by `dape prepare` "
+        "(e.g. --set data.path=data/kjv)");
   const std::string run_dir = cfg.run_dir();
   make_directories(run_dir);
   const std::string config_text = resolved_text(cfg);
@@ -61,26 +62,27 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   const ModelSpec spec = ModelSpec::from_config(cfg.model(), dataset.vocab_size());
   Decoder model(spec, ops, /*trainable=*/true);
   model.initialize(tc.seed());
-  AdamW optimizer(ops, model.params(),
-                  {tc.beta1(), tc.beta2(), tc.adam_eps(), tc.weight_decay()});
+  AdamW optimizer(ops, model.params(), {tc.beta1(), tc.beta2(), tc.adam_eps(), tc.weight_decay()});
 
   const int T = tc.seq_len(), micro = tc.micro_batch();
   const int global_batch = tc.global_batch() > 0 ? tc.global_batch() : micro;
   const int accum = global_batch / micro;
   const int64_t samples = data::count_samples(train_stream.size(), T);
   if (samples < global_batch)
-    fail("the training split of '{}' has {} tokens: {} samples of {} + 1 tokens, fewer than one "
-         "global batch of {}",
-         cfg.data().path(), train_stream.size(), samples, T, global_batch);
+    fail(
+        "the training split of '{}' has {} tokens: {} samples of {} + 1 tokens, fewer than one "
+        "global batch of {}",
+        cfg.data().path(), train_stream.size(), samples, T, global_batch);
   data::TrainBatchSource batches(train_stream, T, tc.seed());
 
   LrSchedule schedule;
   schedule.peak = tc.lr();
   schedule.min_lr = tc.min_lr();
   schedule.total_steps = tc.steps();
-  schedule.warmup_steps = tc.warmup_steps() >= 0
-                              ? tc.warmup_steps()
-                              : static_cast<int64_t>(std::llround(tc.warmup_fraction() * tc.steps()));
+  schedule.warmup_steps =
+      tc.warmup_steps() >= 0
+          ? tc.warmup_steps()
+          : static_cast<int64_t>(std::llround(tc.warmup_fraction() * tc.steps()));
 
   // ---- resume ----
   TrainingState state;
@@ -91,19 +93,22 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   } else if (options.resume != "none") {
     ckpt_dir = open_checkpoint(options.resume).dir;
   } else if (!find_latest_checkpoint(run_dir).empty()) {
-    fail("run directory '{}' already holds checkpoints; use --resume auto to continue it, or choose "
-         "another run_dir",
-         run_dir);
+    fail(
+        "run directory '{}' already holds checkpoints; use --resume auto to continue it, or choose "
+        "another run_dir",
+        run_dir);
   }
   if (!ckpt_dir.empty()) {
     CheckpointRef ref = open_checkpoint(ckpt_dir);
-    LoadedConfig saved = parse_config_text(ref.manifest.config(), ref.dir + "/manifest.pb (config)");
+    LoadedConfig saved =
+        parse_config_text(ref.manifest.config(), ref.dir + "/manifest.pb (config)");
     if (model_text(saved.msg) != model_text(cfg))
-      fail("checkpoint '{}' was trained with another model config; its model section is:\n{}", ref.dir,
-           model_text(saved.msg));
+      fail("checkpoint '{}' was trained with another model config; its model section is:\n{}",
+           ref.dir, model_text(saved.msg));
     if (saved.msg.train().seed() != tc.seed() || saved.msg.train().seq_len() != T)
-      DAPE_LOG_WARN("resuming with a different train.seed or train.seq_len than the checkpoint: the data "
-                    "order will differ from an uninterrupted run");
+      DAPE_LOG_WARN(
+          "resuming with a different train.seed or train.seq_len than the checkpoint: the data "
+          "order will differ from an uninterrupted run");
     state = load_checkpoint(ref, ops, model.params(), &optimizer);
     resumed_from = ref.dir;
     DAPE_LOG_INFO("resumed from {} at step {} ({} samples consumed)", ref.dir, state.step,
@@ -114,8 +119,9 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   DAPE_LOG_INFO("model: {}; {:.2f} M parameters", spec.describe(), model.params().size() / 1e6);
   DAPE_LOG_INFO("data: {} training tokens, {} validation tokens, {} samples of {} tokens per epoch",
                 train_stream.size(), dataset.validation().size(), samples, T);
-  DAPE_LOG_INFO("batch: {} samples × {} tokens = {} tokens per step ({} micro-batch(es) of {}), {} steps",
-                global_batch, T, int64_t{global_batch} * T, accum, micro, tc.steps());
+  DAPE_LOG_INFO(
+      "batch: {} samples × {} tokens = {} tokens per step ({} micro-batch(es) of {}), {} steps",
+      global_batch, T, int64_t{global_batch} * T, accum, micro, tc.steps());
 
   MetricsLog metrics(join_path(run_dir, "metrics.jsonl"), resumed_from.empty() ? -1 : state.step);
   MetricsLog eval_log(join_path(run_dir, "eval.jsonl"), resumed_from.empty() ? -1 : state.step);
@@ -126,13 +132,14 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   periodic_eval.max_chunks = cfg.eval().max_chunks();
   periodic_eval.progress = options.progress;
 
-  const int64_t end_step = options.stop_at_step > 0 ? std::min<int64_t>(options.stop_at_step, tc.steps())
-                                                     : tc.steps();
+  const int64_t end_step =
+      options.stop_at_step > 0 ? std::min<int64_t>(options.stop_at_step, tc.steps()) : tc.steps();
   TrainSummary summary;
   summary.first_step = state.step;
   const double grad_scale = 1.0 / (static_cast<double>(global_batch) * T);
   const double flops_per_token = model.training_flops_per_token(T);
-  std::vector<int32_t> inputs(static_cast<size_t>(micro) * T), targets(static_cast<size_t>(micro) * T);
+  std::vector<int32_t> inputs(static_cast<size_t>(micro) * T),
+      targets(static_cast<size_t>(micro) * T);
   const auto run_start = Clock::now();
   int64_t tokens_this_run = 0;
   double loss = state.loss;
@@ -140,8 +147,8 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   if (options.progress) bar.emplace("train", end_step, "step", 30.0);
 
   auto save = [&]() {
-    summary.checkpoint = save_checkpoint(run_dir, ops, model.params(), &optimizer, state, config_text,
-                                         cfg.checkpoint().keep_last(), resumed_from);
+    summary.checkpoint = save_checkpoint(run_dir, ops, model.params(), &optimizer, state,
+                                         config_text, cfg.checkpoint().keep_last(), resumed_from);
     DAPE_LOG_INFO("saved checkpoint {}", summary.checkpoint);
   };
 
@@ -150,8 +157,10 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
     model.params().zero_grads(ops);
     double loss_sum = 0;
     for (int m = 0; m < accum; ++m) {
-      batches.fill(state.samples_consumed + int64_t{m} * micro, micro, inputs.data(), targets.data());
-      loss_sum += model.forward(inputs.data(), targets.data(), micro, T, /*training=*/true, grad_scale);
+      batches.fill(state.samples_consumed + int64_t{m} * micro, micro, inputs.data(),
+                   targets.data());
+      loss_sum +=
+          model.forward(inputs.data(), targets.data(), micro, T, /*training=*/true, grad_scale);
       model.backward();
     }
     const double grad_norm = clip_grad_norm(ops, model.params().grads(), tc.grad_clip());
@@ -161,8 +170,8 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
 
     loss = loss_sum * grad_scale;
     if (!std::isfinite(loss))
-      fail("training diverged at step {}: loss is {} (lr {:.3g}, grad norm {:.3g})", state.step + 1, loss, lr,
-           grad_norm);
+      fail("training diverged at step {}: loss is {} (lr {:.3g}, grad norm {:.3g})", state.step + 1,
+           loss, lr, grad_norm);
     state.step += 1;
     state.samples_consumed += global_batch;
     state.loss = loss;
@@ -186,22 +195,28 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
     metrics.write(j.str());
 
     const bool last = state.step == end_step;
-    if (bar && (state.step % cfg.log().interval() == 0 || last || state.step == summary.first_step + 1)) {
+    if (bar &&
+        (state.step % cfg.log().interval() == 0 || last || state.step == summary.first_step + 1)) {
       const double avg_tok_s = tokens_this_run / seconds_since(run_start);
-      bar->update(state.step, fmt::format("loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s | {:.1f} GFLOP/s",
-                                          loss, lr, grad_norm, si_format(avg_tok_s),
-                                          avg_tok_s * flops_per_token / 1e9));
+      bar->update(
+          state.step,
+          fmt::format("loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s | {:.1f} GFLOP/s", loss, lr,
+                      grad_norm, si_format(avg_tok_s), avg_tok_s * flops_per_token / 1e9));
     }
-    if (cfg.eval().interval() > 0 && state.step % cfg.eval().interval() == 0 && state.step < tc.steps()) {
+    if (cfg.eval().interval() > 0 && state.step % cfg.eval().interval() == 0 &&
+        state.step < tc.steps()) {
       auto results = evaluate(model, dataset.validation(), periodic_eval);
       eval_log.write(eval_results_json(results, state.step));
-      DAPE_LOG_INFO("step {} validation: {}", state.step,
-                    results.front().chunks ? fmt::format("ppl {:.3f} at length {}", results.front().ppl,
-                                                         results.front().length)
-                                           : std::string("skipped"));
+      DAPE_LOG_INFO(
+          "step {} validation: {}", state.step,
+          results.front().chunks
+              ? fmt::format("ppl {:.3f} at length {}", results.front().ppl, results.front().length)
+              : std::string("skipped"));
     }
-    const bool periodic_ckpt = cfg.checkpoint().interval() > 0 && state.step % cfg.checkpoint().interval() == 0;
-    if (periodic_ckpt || (last && (cfg.checkpoint().save_final() || state.step < tc.steps()))) save();
+    const bool periodic_ckpt =
+        cfg.checkpoint().interval() > 0 && state.step % cfg.checkpoint().interval() == 0;
+    if (periodic_ckpt || (last && (cfg.checkpoint().save_final() || state.step < tc.steps())))
+      save();
   }
   if (bar) bar->finish(fmt::format("loss {:.4f}", loss));
 

@@ -55,18 +55,32 @@ void convert_any(void* dst, DType dt, const void* src, DType st, int64_t n) {
   auto from = [&](auto* d) {
     using D = std::remove_pointer_t<decltype(d)>;
     switch (st) {
-      case DType::f32: convert(d, static_cast<const float*>(src), n); return;
-      case DType::f64: convert(d, static_cast<const double*>(src), n); return;
-      case DType::i32: convert(d, static_cast<const int32_t*>(src), n); return;
-      default: DAPE_CHECK(false, "no conversion from {}", dtype_name(st));
+      case DType::f32:
+        convert(d, static_cast<const float*>(src), n);
+        return;
+      case DType::f64:
+        convert(d, static_cast<const double*>(src), n);
+        return;
+      case DType::i32:
+        convert(d, static_cast<const int32_t*>(src), n);
+        return;
+      default:
+        DAPE_CHECK(false, "no conversion from {}", dtype_name(st));
     }
     (void)sizeof(D);
   };
   switch (dt) {
-    case DType::f32: from(static_cast<float*>(dst)); return;
-    case DType::f64: from(static_cast<double*>(dst)); return;
-    case DType::i32: from(static_cast<int32_t*>(dst)); return;
-    default: DAPE_CHECK(false, "no conversion to {}", dtype_name(dt));
+    case DType::f32:
+      from(static_cast<float*>(dst));
+      return;
+    case DType::f64:
+      from(static_cast<double*>(dst));
+      return;
+    case DType::i32:
+      from(static_cast<int32_t*>(dst));
+      return;
+    default:
+      DAPE_CHECK(false, "no conversion to {}", dtype_name(dt));
   }
 }
 
@@ -85,7 +99,9 @@ void* CpuOps::allocate(int64_t bytes) {
   return p;
 }
 
-void CpuOps::deallocate(void* p) { std::free(p); }
+void CpuOps::deallocate(void* p) {
+  std::free(p);
+}
 
 void CpuOps::copy_from_host(const Tensor& dst, const void* src, DType host_dtype) {
   convert_any(dst.data, dst.dtype, src, host_dtype, dst.numel());
@@ -184,7 +200,8 @@ void CpuOps::layernorm_forward(const Tensor& out, const Tensor& mean, const Tens
   const int64_t C = w.numel();
   DAPE_CHECK(C > 0, "layernorm_forward: empty weight");
   const int64_t rows = x.numel() / C;
-  DAPE_CHECK(rows * C == x.numel(), "layernorm_forward: {} elements are not rows of {}", x.numel(), C);
+  DAPE_CHECK(rows * C == x.numel(), "layernorm_forward: {} elements are not rows of {}", x.numel(),
+             C);
   expect_numel(b, C, "layernorm_forward: b");
   expect_numel(out, x.numel(), "layernorm_forward: out");
   expect_numel(mean, rows, "layernorm_forward: mean");

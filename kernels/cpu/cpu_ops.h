@@ -37,11 +37,11 @@ class CpuOps final : public Ops {
   void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
                           const Tensor& tokens, int seq_len, int pos_offset) override;
 
-  void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd,
-                         const Tensor& x, const Tensor& w, const Tensor& b) override;
-  void layernorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& db,
-                          const Tensor& dout, const Tensor& x, const Tensor& w,
-                          const Tensor& mean, const Tensor& rstd) override;
+  void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                         const Tensor& w, const Tensor& b) override;
+  void layernorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& dout,
+                          const Tensor& x, const Tensor& w, const Tensor& mean,
+                          const Tensor& rstd) override;
 
   void matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w,
                       const Tensor& b) override;

@@ -9,15 +9,22 @@
 
 namespace dape::cpu {
 
-template <class T> void fill(T* x, int64_t n, T value);
-template <class T> void scale(T* x, int64_t n, T factor);
-template <class T> void add(T* out, const T* a, const T* b, int64_t n);  // out may alias a or b
-template <class T> void clamp_min(T* x, int64_t n, T lo);
-template <class T> double sum_squares(const T* x, int64_t n);
+template <class T>
+void fill(T* x, int64_t n, T value);
+template <class T>
+void scale(T* x, int64_t n, T factor);
+template <class T>
+void add(T* out, const T* a, const T* b, int64_t n);  // out may alias a or b
+template <class T>
+void clamp_min(T* x, int64_t n, T lo);
+template <class T>
+double sum_squares(const T* x, int64_t n);
 
 // GELU(x) = x · Φ(x) = 0.5 x (1 + erf(x / √2)).
-template <class T> void gelu_forward(T* out, const T* x, int64_t n);
+template <class T>
+void gelu_forward(T* out, const T* x, int64_t n);
 // dx = dout · (Φ(x) + x φ(x)); dx may alias dout.
-template <class T> void gelu_backward(T* dx, const T* x, const T* dout, int64_t n);
+template <class T>
+void gelu_backward(T* dx, const T* x, const T* dout, int64_t n);
 
 }  // namespace dape::cpu

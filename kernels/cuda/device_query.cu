@@ -25,8 +25,8 @@ CudaDevices query_cuda_devices() {
     cudaDeviceProp p;
     if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
     d.description += std::to_string(i) + ": " + p.name + " (sm_" + std::to_string(p.major) +
-                     std::to_string(p.minor) + ", " +
-                     std::to_string(p.totalGlobalMem >> 20) + " MiB)\n";
+                     std::to_string(p.minor) + ", " + std::to_string(p.totalGlobalMem >> 20) +
+                     " MiB)\n";
   }
   return d;
 }

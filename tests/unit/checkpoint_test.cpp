@@ -52,8 +52,8 @@ class CheckpointTest : public ::testing::Test {
     st.samples_consumed = step * 4;
     st.loss = 2.5;
     st.rng["seed"] = 11;
-    return save_checkpoint(dir_.string(), ops_, model.params(), &opt, st, "model { layers: 1 }\n", keep_last,
-                           protect);
+    return save_checkpoint(dir_.string(), ops_, model.params(), &opt, st, "model { layers: 1 }\n",
+                           keep_last, protect);
   }
 
   template <class F>
@@ -80,18 +80,21 @@ TEST_F(CheckpointTest, RoundTripRestoresEverythingExactly) {
   st.step = 40;
   st.samples_consumed = 160;
   st.rng["seed"] = 5;
-  const std::string saved = save_checkpoint(dir_.string(), ops_, model.params(), &opt, st, "cfg", 2);
+  const std::string saved =
+      save_checkpoint(dir_.string(), ops_, model.params(), &opt, st, "cfg", 2);
   EXPECT_EQ(fs::path(saved).filename(), "step_00000040");
   EXPECT_EQ(find_latest_checkpoint(dir_.string()), saved);
 
   Decoder other(small_spec(), ops_);
   other.initialize(12);
   AdamW other_opt(ops_, other.params(), {});
-  TrainingState loaded = load_checkpoint(open_checkpoint(dir_.string()), ops_, other.params(), &other_opt);
+  TrainingState loaded =
+      load_checkpoint(open_checkpoint(dir_.string()), ops_, other.params(), &other_opt);
   EXPECT_EQ(loaded.step, 40);
   EXPECT_EQ(loaded.samples_consumed, 160);
   EXPECT_EQ(loaded.rng.at("seed"), 5u);
-  EXPECT_EQ(download<float>(ops_, model.params().values()), download<float>(ops_, other.params().values()));
+  EXPECT_EQ(download<float>(ops_, model.params().values()),
+            download<float>(ops_, other.params().values()));
   EXPECT_EQ(download<float>(ops_, opt.m()), download<float>(ops_, other_opt.m()));
   EXPECT_EQ(download<float>(ops_, opt.v()), download<float>(ops_, other_opt.v()));
   EXPECT_NO_THROW(inspect_checkpoint(saved, true));
@@ -111,7 +114,8 @@ TEST_F(CheckpointTest, FlippedByteNamesFileAndTensor) {
   }
   Decoder model(small_spec(), ops_);
   AdamW opt(ops_, model.params(), {});
-  std::string msg = error_of([&] { load_checkpoint(open_checkpoint(d), ops_, model.params(), &opt); });
+  std::string msg =
+      error_of([&] { load_checkpoint(open_checkpoint(d), ops_, model.params(), &opt); });
   EXPECT_NE(msg.find("shard_00000.bin"), std::string::npos) << msg;
   EXPECT_NE(msg.find("fails its checksum"), std::string::npos) << msg;
   EXPECT_NE(msg.find("tensor '"), std::string::npos) << msg;
@@ -123,7 +127,8 @@ TEST_F(CheckpointTest, MissingAndTruncatedShardsAreErrors) {
   Decoder model(small_spec(), ops_);
   const std::string shard = d + "/shard_00000.bin";
   fs::resize_file(shard, fs::file_size(shard) - 3);
-  std::string msg = error_of([&] { load_checkpoint(open_checkpoint(d), ops_, model.params(), nullptr); });
+  std::string msg =
+      error_of([&] { load_checkpoint(open_checkpoint(d), ops_, model.params(), nullptr); });
   EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
   fs::remove(shard);
   msg = error_of([&] { load_checkpoint(open_checkpoint(d), ops_, model.params(), nullptr); });
@@ -171,7 +176,8 @@ TEST_F(CheckpointTest, ShapeMismatchIsAnError) {
   wider.d_model = 12;
   wider.head_dim = 6;
   Decoder model(wider, ops_);
-  std::string msg = error_of([&] { load_checkpoint(open_checkpoint(d), ops_, model.params(), nullptr); });
+  std::string msg =
+      error_of([&] { load_checkpoint(open_checkpoint(d), ops_, model.params(), nullptr); });
   EXPECT_NE(msg.find("has shape"), std::string::npos) << msg;
 }
 

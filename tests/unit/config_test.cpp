@@ -14,8 +14,9 @@ namespace fs = std::filesystem;
 class ConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("dape_config_" + std::to_string(::getpid()) + "_" +
-                                              ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::path(::testing::TempDir()) /
+           ("dape_config_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -94,7 +95,8 @@ TEST_F(ConfigTest, BadEnumStringIsRejected) {
 
 TEST_F(ConfigTest, SetOverridesScalarsAndRepeatedFields) {
   auto p = write("a.pbtxt", "eval { lengths: [1, 2, 3] }\n");
-  LoadedConfig c = load_config(p, {"train.steps=77", "model.dape.enabled=true", "eval.lengths=128,256"});
+  LoadedConfig c =
+      load_config(p, {"train.steps=77", "model.dape.enabled=true", "eval.lengths=128,256"});
   EXPECT_EQ(c.msg.train().steps(), 77);
   EXPECT_TRUE(c.msg.model().dape().enabled());
   ASSERT_EQ(c.msg.eval().lengths_size(), 2);
@@ -104,10 +106,13 @@ TEST_F(ConfigTest, SetOverridesScalarsAndRepeatedFields) {
 
 TEST_F(ConfigTest, SetErrorsAreClear) {
   auto p = write("a.pbtxt", "");
-  EXPECT_NE(error_of([&] { load_config(p, {"model.headz=4"}); }).find("has no field 'headz'"), std::string::npos);
-  EXPECT_NE(error_of([&] { load_config(p, {"train.steps=abc"}); }).find("'abc' is not a valid"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_config(p, {"model.headz=4"}); }).find("has no field 'headz'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { load_config(p, {"train.steps=abc"}); }).find("'abc' is not a valid"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { load_config(p, {"train=3"}); }).find("is a message"), std::string::npos);
-  EXPECT_NE(error_of([&] { load_config(p, {"nonsense"}); }).find("field.path=value"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_config(p, {"nonsense"}); }).find("field.path=value"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { load_config(p, {"model.dape.enabled=maybe"}); }).find("not a boolean"),
             std::string::npos);
 }
@@ -120,8 +125,10 @@ TEST_F(ConfigTest, SetValueOutOfRangeIsReportedWithTheSetArgument) {
 }
 
 TEST_F(ConfigTest, BaseIsOverriddenFieldByFieldAndRepeatedFieldsReplaced) {
-  write("base.pbtxt", "model { layers: 12 d_model: 768 dape { mlp_width: 16 } }\neval { lengths: [1, 2] }\n");
-  auto p = write("child.pbtxt", "base: \"base.pbtxt\"\nmodel { dape { enabled: true } }\neval { lengths: [5] }\n");
+  write("base.pbtxt",
+        "model { layers: 12 d_model: 768 dape { mlp_width: 16 } }\neval { lengths: [1, 2] }\n");
+  auto p = write("child.pbtxt",
+                 "base: \"base.pbtxt\"\nmodel { dape { enabled: true } }\neval { lengths: [5] }\n");
   LoadedConfig c = load_config(p);
   EXPECT_EQ(c.msg.model().layers(), 12);
   EXPECT_EQ(c.msg.model().dape().mlp_width(), 16);
@@ -129,7 +136,8 @@ TEST_F(ConfigTest, BaseIsOverriddenFieldByFieldAndRepeatedFieldsReplaced) {
   ASSERT_EQ(c.msg.eval().lengths_size(), 1);
   EXPECT_EQ(c.msg.eval().lengths(0), 5);
   EXPECT_FALSE(c.msg.has_base());
-  EXPECT_NE(c.where("model.layers").find("base.pbtxt:1"), std::string::npos) << c.where("model.layers");
+  EXPECT_NE(c.where("model.layers").find("base.pbtxt:1"), std::string::npos)
+      << c.where("model.layers");
   EXPECT_NE(c.where("model.dape.enabled").find("child.pbtxt:2"), std::string::npos);
 }
 

@@ -62,7 +62,8 @@ TEST_P(ModelGradient, MatchesFiniteDifferencesInDouble) {
       if (n.find("kerple") != std::string::npos) val = rng.uniform(0.2, 1.5);
       if (n.find("fire.c") != std::string::npos) val = rng.uniform(0.2, 0.6);
       if (n.find("L_multiplier") != std::string::npos) val = 1.15;
-      if (n.find("ln") != std::string::npos && n.find("weight") != std::string::npos) val = 1.0 + 0.3 * val;
+      if (n.find("ln") != std::string::npos && n.find("weight") != std::string::npos)
+        val = 1.0 + 0.3 * val;
       x[v.offset + i] = val;
     }
   }
@@ -87,14 +88,17 @@ TEST_P(ModelGradient, MatchesFiniteDifferencesInDouble) {
 
   const std::vector<double> numeric = test::finite_difference_gradient(x, loss, 1e-6);
   for (const auto& v : ps.views()) {
-    std::vector<double> a(analytic.begin() + v.offset, analytic.begin() + v.offset + v.spec.shape.numel());
-    std::vector<double> n(numeric.begin() + v.offset, numeric.begin() + v.offset + v.spec.shape.numel());
+    std::vector<double> a(analytic.begin() + v.offset,
+                          analytic.begin() + v.offset + v.spec.shape.numel());
+    std::vector<double> n(numeric.begin() + v.offset,
+                          numeric.begin() + v.offset + v.spec.shape.numel());
     test::expect_gradients_close(a, n, 1e-5, 1e-8, v.spec.name);
   }
   // The padded rows of the LM head and embedding receive exactly zero gradient.
   const auto& head = ps.view("lm_head.weight");
   for (int64_t r = spec.vocab; r < spec.padded_vocab; ++r)
-    for (int64_t k = 0; k < spec.d_model; ++k) EXPECT_EQ(analytic[head.offset + r * spec.d_model + k], 0.0);
+    for (int64_t k = 0; k < spec.d_model; ++k)
+      EXPECT_EQ(analytic[head.offset + r * spec.d_model + k], 0.0);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -15,7 +15,8 @@
 
 namespace dape::test {
 
-inline std::vector<double> random_vector(size_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+inline std::vector<double> random_vector(size_t n, uint64_t seed, double lo = -1.0,
+                                         double hi = 1.0) {
   Rng r(seed, 17);
   std::vector<double> v(n);
   for (auto& x : v) x = r.uniform(lo, hi);

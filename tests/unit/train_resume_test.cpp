@@ -41,7 +41,8 @@ class TrainResume : public ::testing::Test {
     fs::create_directories(dir_);
     // A small deterministic corpus of pseudo-words.
     Rng rng(5, 0);
-    const char* words[] = {"in", "the", "beginning", "was", "word", "and", "light", "darkness", "said", "let"};
+    const char* words[] = {"in",  "the",   "beginning", "was",  "word",
+                           "and", "light", "darkness",  "said", "let"};
     std::ofstream f(dir_ / "corpus.txt");
     for (int i = 0; i < 30000; ++i) f << words[rng.below(10)] << (i % 13 == 12 ? ".\n" : " ");
     f.close();
@@ -62,7 +63,8 @@ class TrainResume : public ::testing::Test {
       train {{ steps: 40 seq_len: 32 micro_batch: 4 global_batch: 8 lr: 3e-3 min_lr: 3e-4 seed: 77 }}
       checkpoint {{ interval: 0 keep_last: 2 }}
       eval {{ at_end: false }}
-    )", (dir_ / run).string(), (dir_ / "data").string());
+    )",
+                                         (dir_ / run).string(), (dir_ / "data").string());
     LoadedConfig c = parse_config_text(text, "test");
     validate_config(c);
     return c;
