@@ -15,9 +15,12 @@
 #include "core/checkpoint/safetensors.h"
 #include "core/golden/attention_golden.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "tests/unit/test_util.h"
 
 namespace dape {
 namespace {
+
+using test::expect_error;
 
 namespace fs = std::filesystem;
 
@@ -137,19 +140,6 @@ std::string any_dape_kerple_file() {
   for (const auto& f : safetensors_in(kOwnGoldenDir))
     if (fs::path(f).filename().string().rfind("kerple_dape", 0) == 0) return f;
   return "";
-}
-
-// Expects check() to throw dape::Error whose message holds every one of `parts`.
-template <class Fn>
-void expect_error(Fn&& fn, std::initializer_list<const char*> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error was raised";
-  } catch (const Error& e) {
-    for (const char* p : parts)
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "message lacks '" << p << "': " << e.what();
-  }
 }
 
 TEST(AttentionGolden, UneditedCopyPasses) {

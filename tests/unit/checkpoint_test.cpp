@@ -8,9 +8,12 @@
 #include "core/checkpoint/checkpoint.h"
 #include "core/model/decoder.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "tests/unit/test_util.h"
 
 namespace dape {
 namespace {
+
+using test::error_of;
 
 namespace fs = std::filesystem;
 
@@ -31,15 +34,6 @@ ModelSpec small_spec() {
 
 class CheckpointTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("dape_ckpt_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Saves a checkpoint of a freshly initialized model with non-zero optimizer moments.
   std::string save(int64_t step, int keep_last = 0, const std::string& protect = "") {
     Decoder model(small_spec(), ops_);
@@ -56,18 +50,9 @@ class CheckpointTest : public ::testing::Test {
                            keep_last, protect);
   }
 
-  template <class F>
-  static std::string error_of(F&& fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  }
-
   CpuOps ops_{DType::f32, 1};
-  fs::path dir_;
+  test::ScratchDir scratch_;
+  fs::path dir_ = scratch_.path();
 };
 
 TEST_F(CheckpointTest, RoundTripRestoresEverythingExactly) {

@@ -5,9 +5,12 @@
 
 #include "common/check.h"
 #include "core/config/config.h"
+#include "tests/unit/test_util.h"
 
 namespace dape {
 namespace {
+
+using test::error_of;
 
 namespace fs = std::filesystem;
 
@@ -25,16 +28,6 @@ class ConfigTest : public ::testing::Test {
     const auto p = (dir_ / name).string();
     std::ofstream(p) << text;
     return p;
-  }
-  // The message of the dape::Error `fn` throws ("" if none).
-  template <class F>
-  static std::string error_of(F&& fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
   }
   fs::path dir_;
 };
@@ -65,7 +58,7 @@ TEST_F(ConfigTest, WrongTypeNamesLine) {
 }
 
 TEST_F(ConfigTest, MissingFileIsAnError) {
-  std::string msg = error_of([&] { load_config((dir_ / "nope.pbtxt").string()); });
+  std::string msg = error_of([&] { load_config(dir_ / "nope.pbtxt"); });
   EXPECT_NE(msg.find("does not exist"), std::string::npos) << msg;
 }
 

@@ -1,6 +1,6 @@
 /*
- * Shared code of the data tests: a scratch directory per test, small file edits, and a check that
- * an error's message names what it should.
+ * Shared code of the data tests: small file edits (tests/unit/test_util.h has the scratch
+ * directory and the error-message check).
  */
 #pragma once
 
@@ -15,30 +15,9 @@
 
 #include "common/check.h"
 #include "common/file_util.h"
+#include "tests/unit/test_util.h"
 
 namespace dape::test {
-
-// A fresh directory under testing::TempDir(), removed with everything in it at scope exit.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = std::filesystem::path(testing::TempDir()) / "dape_data_XXXXXX";
-    char* made = ::mkdtemp(pattern.data());
-    if (!made) throw std::runtime_error("mkdtemp failed for " + pattern);
-    path_ = made;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return join_path(path_, name); }
-
- private:
-  std::string path_;
-};
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
@@ -58,22 +37,6 @@ inline void patch_bytes(const std::string& path, size_t offset, const std::strin
 inline void truncate_by(const std::string& path, size_t bytes) {
   const auto size = std::filesystem::file_size(path);
   std::filesystem::resize_file(path, size - bytes);
-}
-
-// Runs `f`, expects dape::Error (or a subclass), and checks that its message contains every
-// string in `parts`. Returns the message.
-inline std::string expect_error(const std::function<void()>& f,
-                                const std::vector<std::string>& parts) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
-    return msg;
-  }
-  ADD_FAILURE() << "expected dape::Error";
-  return "";
 }
 
 }  // namespace dape::test

@@ -12,9 +12,12 @@
 #include <vector>
 
 #include "common/check.h"
+#include "tests/unit/test_util.h"
 
 namespace dape {
 namespace {
+
+using test::expect_error;
 
 // Builds a file by hand: a header text (taken as is) and a data section.
 std::string raw_file(const std::string& header, const std::string& data) {
@@ -24,20 +27,8 @@ std::string raw_file(const std::string& header, const std::string& data) {
   return out + header + data;
 }
 
-template <class Fn>
-void expect_error(Fn&& fn, std::initializer_list<const char*> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error was raised";
-  } catch (const Error& e) {
-    for (const char* p : parts)
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "message lacks '" << p << "': " << e.what();
-  }
-}
-
 void expect_rejected(const std::string& header, const std::string& data,
-                     std::initializer_list<const char*> parts) {
+                     const std::vector<std::string>& parts) {
   expect_error([&] { SafetensorsReader::from_bytes("bad.safetensors", raw_file(header, data)); },
                parts);
 }

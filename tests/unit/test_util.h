@@ -1,16 +1,21 @@
 /*
- * Helpers shared by the unit tests: random inputs, error measures, and a central finite-
- * difference gradient checker in double precision.
+ * Helpers shared by the unit tests: random inputs, error measures, a central finite-difference
+ * gradient checker in double precision, scratch directories, and error-message checks.
  */
 #pragma once
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "common/check.h"
+#include "common/file_util.h"
 #include "common/rng.h"
 
 namespace dape::test {
@@ -79,6 +84,54 @@ inline void expect_gradients_close(const std::vector<double>& analytic,
   }
   EXPECT_LE(worst_excess, 0.0) << what << ": element " << worst << " analytic " << analytic[worst]
                                << " vs finite difference " << numeric[worst];
+}
+
+// A fresh directory under testing::TempDir(), removed with everything in it at scope exit.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string pattern = std::filesystem::path(testing::TempDir()) / "dape_test_XXXXXX";
+    char* made = ::mkdtemp(pattern.data());
+    if (!made) throw std::runtime_error("mkdtemp failed for " + pattern);
+    path_ = made;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return join_path(path_, name); }
+
+ private:
+  std::string path_;
+};
+
+// Runs `f`, expects dape::Error (or a subclass), and checks that its message contains every
+// string in `parts`. Returns the message.
+inline std::string expect_error(const std::function<void()>& f,
+                                const std::vector<std::string>& parts) {
+  try {
+    f();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
+    return msg;
+  }
+  ADD_FAILURE() << "expected dape::Error";
+  return "";
+}
+
+// The message of the dape::Error that `f` throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace dape::test

@@ -13,6 +13,7 @@
 #include "core/data/prepare.h"
 #include "core/train/trainer.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "tests/unit/test_util.h"
 
 namespace dape {
 namespace {
@@ -36,9 +37,6 @@ std::map<int64_t, std::string> losses_of(const std::string& path) {
 class TrainResume : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("dape_resume_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     // A small deterministic corpus of pseudo-words.
     Rng rng(5, 0);
     const char* words[] = {"in",  "the",   "beginning", "was",  "word",
@@ -53,7 +51,6 @@ class TrainResume : public ::testing::Test {
     p.show_progress = false;
     data::prepare_dataset(p);
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   LoadedConfig config(const std::string& run) {
     const std::string text = fmt::format(R"(
@@ -70,7 +67,8 @@ class TrainResume : public ::testing::Test {
     return c;
   }
 
-  fs::path dir_;
+  test::ScratchDir scratch_;
+  fs::path dir_ = scratch_.path();
 };
 
 TEST_F(TrainResume, InterruptedRunContinuesBitForBit) {
