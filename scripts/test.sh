@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite, from a fresh machine: install dependencies, build, run every CTest label that
 # applies here (unit, e2e, mpi; gpu tests skip themselves without a device), then rebuild the
-# unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and run them again.
+# unit and end-to-end tests with AddressSanitizer + UndefinedBehaviorSanitizer and run them again.
 # Set DAPE_SKIP_SANITIZE=1 to skip the sanitizer pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,6 @@ bash scripts/build.sh -DDAPE_WERROR=ON
 if [ "${DAPE_SKIP_SANITIZE:-0}" != "1" ]; then
   DAPE_BUILD_DIR=build-sanitize bash scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DDAPE_SANITIZE=ON \
     -DDAPE_CUDA=OFF -DDAPE_WERROR=ON
-  (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure --timeout 900)
+  (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest -L "unit|e2e" --output-on-failure --timeout 900)
 fi
 echo "test.sh: all tests passed"

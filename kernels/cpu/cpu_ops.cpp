@@ -48,6 +48,7 @@ void convert(Dst* dst, const Src* src, int64_t n) {
 
 // Copies n values between two typed buffers, converting between f32, f64 and i32.
 void convert_any(void* dst, DType dt, const void* src, DType st, int64_t n) {
+  if (n == 0) return;
   if (dt == st) {
     std::memcpy(dst, src, n * dtype_size(dt));
     return;

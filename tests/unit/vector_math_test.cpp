@@ -78,13 +78,15 @@ TEST(VectorMath, ExpWithinDocumentedError) {
 TEST(VectorMath, ErfWithinDocumentedError) {
   auto all = worst_error(
       sample_floats(-12.0f, 12.0f), erf_f, [](double x) { return std::erf(x); }, absolute);
-  EXPECT_LE(all.error, 1.35e-7) << "absolute, at x = " << all.at;
+  // The bounds of builds without fused multiply-add contraction (vector_math.h), which hold for
+  // every build.
+  EXPECT_LE(all.error, 1.52e-7) << "absolute, at x = " << all.at;
   auto small = worst_error(
       sample_floats(kMinNormal, 1.0f), erf_f, [](double x) { return std::erf(x); }, relative);
-  EXPECT_LE(small.error, 1.78e-7) << "relative, at x = " << small.at;
+  EXPECT_LE(small.error, 1.83e-7) << "relative, at x = " << small.at;
   auto negative = worst_error(
       sample_floats(-1.0f, -kMinNormal), erf_f, [](double x) { return std::erf(x); }, relative);
-  EXPECT_LE(negative.error, 1.78e-7) << "relative, at x = " << negative.at;
+  EXPECT_LE(negative.error, 1.83e-7) << "relative, at x = " << negative.at;
 }
 
 TEST(VectorMath, NormalCdfWithinDocumentedError) {
