@@ -29,10 +29,12 @@ std::string duration_format(double s) {
   return fmt::format("{}s", sec);
 }
 
-ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit, double log_seconds)
+ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit, double log_seconds,
+                         int64_t initial)
     : label_(std::move(label)),
       unit_(std::move(unit)),
       total_(total),
+      initial_(initial),
       log_seconds_(log_seconds),
       tty_(::isatty(STDERR_FILENO) == 1),
       enabled_(log_is_primary()),
@@ -49,7 +51,7 @@ double ProgressBar::elapsed_seconds() const {
 
 std::string ProgressBar::render(int64_t done, const std::string& detail) const {
   double t = elapsed_seconds();
-  double rate = t > 0 ? done / t : 0;
+  double rate = t > 0 ? (done - initial_) / t : 0;
   std::string s = label_ + " ";
   if (total_ > 0) {
     double frac = std::min(1.0, static_cast<double>(done) / total_);

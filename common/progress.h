@@ -17,7 +17,10 @@ namespace dape {
 class ProgressBar {
  public:
   // total <= 0 means unknown (no bar, no ETA). `unit` names what is counted ("tok", "B", "chunk").
-  ProgressBar(std::string label, int64_t total, std::string unit, double log_seconds = 30.0);
+  // `initial` is the amount already done before this bar started (a resumed run): it counts
+  // towards the bar but not towards the rate.
+  ProgressBar(std::string label, int64_t total, std::string unit, double log_seconds = 30.0,
+              int64_t initial = 0);
   ~ProgressBar();
   // Sets the amount done; `detail` is appended to the line (e.g. "loss 2.31").
   void update(int64_t done, const std::string& detail = "");
@@ -28,7 +31,7 @@ class ProgressBar {
  private:
   std::string render(int64_t done, const std::string& detail) const;
   std::string label_, unit_;
-  int64_t total_;
+  int64_t total_, initial_;
   double log_seconds_;
   bool tty_, enabled_, finished_ = false;
   int64_t done_ = 0;

@@ -45,7 +45,9 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
       std::printf("%s", resolved_text(cfg.msg).c_str());
       return 0;
     }
-    spdlog::set_level(spdlog::level::from_str(cfg.msg.log().level()));
+    // The config's log level, unless one was given on the command line.
+    if (global.log_level == GlobalOptions().log_level)
+      spdlog::set_level(spdlog::level::from_str(cfg.msg.log().level()));
     const int threads = global.threads > 0 ? global.threads : cfg.msg.train().threads();
     CpuOps ops(DType::f32, threads);
     TrainOptions opts;

@@ -144,7 +144,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   int64_t tokens_this_run = 0;
   double loss = state.loss;
   std::optional<ProgressBar> bar;
-  if (options.progress) bar.emplace("train", end_step, "step", 30.0);
+  if (options.progress) bar.emplace("train", end_step, "step", 30.0, state.step);
 
   auto save = [&]() {
     summary.checkpoint = save_checkpoint(run_dir, ops, model.params(), &optimizer, state,
