@@ -3,8 +3,9 @@
  *
  * Layout. q, k and v are token-major, [B, N, H, D] with a row stride between tokens, so they can
  * point straight into a fused QKV projection's output ([B*N, 3*H*D]: q at column 0, k at H*D,
- * v at 2*H*D, row_stride 3*H*D) without a copy. The output is [B, N, H, D] contiguous. The
- * gradients dq, dk, dv use the same strides as q, k, v.
+ * v at 2*H*D, row_stride 3*H*D) without a copy. The output is [B, N, Hl, D] contiguous and lse
+ * [B, Hl, N], over the Hl local heads (all H unless a head range is given). The gradients dq,
+ * dk, dv use the same strides as q, k, v.
  *
  * Math (DESIGN.md §1), per batch element, head h, query i, key j ≤ i:
  *   S[h,i,j] = q_h,i · k_h,j / sqrt(D)
@@ -12,6 +13,16 @@
  *   A = S + B                      or, with DAPE,   A = S + B + f([S[:,i,j]; B[:,i,j]])
  *   f = Linear(2H→W) → LeakyReLU(0.01) → Linear(W→H), weights as PyTorch (out, in)
  *   P = softmax over j ≤ i of A;  out = P V;  lse[b,h,i] = log Σ_j exp(A[h,i,j])
+ *
+ * Decoding with a KV cache: the keys may outnumber the queries (kv_len > seq_len); the queries
+ * are then the last seq_len positions, query t at position kv_len − seq_len + t, and k and v may
+ * live in cache buffers with their own strides.
+ *
+ * Tensor parallelism: with a head range [head_begin, head_begin + local_heads), q and k hold all
+ * H heads (f needs every head's logit), while v, out, lse, dout and dv hold only the local heads
+ * (v's head index is local). Softmax and P·V run for the local heads only. dq and dk then hold
+ * this call's share of the gradient for all H heads, and the parameter gradients its share too:
+ * summed over the calls of every head range, they are the full gradients.
  *
  * Gradients: dq, dk, dv are overwritten; the gradients of learned parameters (Kerple's p and a,
  * FIRE's c, L multiplier and g, DAPE's f) are accumulated (+=), like every parameter gradient.
@@ -33,10 +44,31 @@ bool parse_position_scheme(const std::string& name, PositionScheme* out);
 
 struct AttentionShape {
   int batch = 0;
-  int seq_len = 0;
+  int seq_len = 0;             // query rows per sequence
   int heads = 0;               // H: every head, as f sees them
   int head_dim = 0;            // D
-  int64_t qkv_row_stride = 0;  // elements between consecutive tokens of q, k, v (and dq, dk, dv)
+  int64_t qkv_row_stride = 0;  // elements between consecutive tokens of q (and dq), and of k and v
+                               // unless their own strides are set
+
+  // Optional (0 = the default in brackets).
+  int kv_len = 0;               // keys per sequence, >= seq_len [seq_len]
+  int64_t k_row_stride = 0;     // between tokens of k and dk [qkv_row_stride]
+  int64_t v_row_stride = 0;     // between tokens of v and dv [qkv_row_stride]
+  int64_t k_batch_stride = 0;   // between sequences of k and dk [keys() · k row stride]
+  int64_t v_batch_stride = 0;   // between sequences of v and dv [keys() · v row stride]
+  int head_begin = 0;           // first local head [0]
+  int local_heads = 0;          // local heads [heads]
+
+  int keys() const { return kv_len > 0 ? kv_len : seq_len; }
+  // Position of query row 0 (queries are the last seq_len of the keys' positions).
+  int query_offset() const { return keys() - seq_len; }
+  int local() const { return local_heads > 0 ? local_heads : heads; }
+  int64_t q_stride() const { return qkv_row_stride; }
+  int64_t q_batch() const { return int64_t{seq_len} * qkv_row_stride; }
+  int64_t k_stride() const { return k_row_stride > 0 ? k_row_stride : qkv_row_stride; }
+  int64_t v_stride() const { return v_row_stride > 0 ? v_row_stride : qkv_row_stride; }
+  int64_t k_batch() const { return k_batch_stride > 0 ? k_batch_stride : int64_t{keys()} * k_stride(); }
+  int64_t v_batch() const { return v_batch_stride > 0 ? v_batch_stride : int64_t{keys()} * v_stride(); }
 };
 
 struct PositionBias {
