@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/cpu/adamw.h"
+#include "kernels/cpu/attention_fused.h"
 #include "kernels/cpu/attention_reference.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/elementwise.h"
@@ -302,22 +303,28 @@ void CpuOps::rope_backward(const Tensor& dq, const Tensor& dk, const AttentionSh
 void CpuOps::attention_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                AttentionImpl impl) {
   const auto& s = in.shape;
-  expect_numel(out, int64_t{s.batch} * s.seq_len * s.heads * s.head_dim, "attention_forward: out");
-  expect_numel(lse, int64_t{s.batch} * s.heads * s.seq_len, "attention_forward: lse");
-  DAPE_CHECK(impl == AttentionImpl::reference, "the fused CPU attention is not built yet");
+  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim, "attention_forward: out");
+  expect_numel(lse, int64_t{s.batch} * s.local() * s.seq_len, "attention_forward: lse");
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
-    cpu::attention_reference_forward<T>(in, out.ptr<T>(), lse.ptr<T>());
+    if (impl == AttentionImpl::fused) cpu::attention_fused_forward<T>(in, out.ptr<T>(), lse.ptr<T>());
+    else cpu::attention_reference_forward<T>(in, out.ptr<T>(), lse.ptr<T>());
   });
 }
 
 void CpuOps::attention_backward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                 const Tensor& dout, const AttentionGrads& grads,
                                 AttentionImpl impl) {
-  DAPE_CHECK(impl == AttentionImpl::reference, "the fused CPU attention is not built yet");
+  const auto& s = in.shape;
+  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim, "attention_backward: out");
+  expect_numel(dout, out.numel(), "attention_backward: dout");
+  expect_numel(lse, int64_t{s.batch} * s.local() * s.seq_len, "attention_backward: lse");
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
-    cpu::attention_reference_backward<T>(in, out.ptr<T>(), lse.ptr<T>(), dout.ptr<T>(), grads);
+    if (impl == AttentionImpl::fused)
+      cpu::attention_fused_backward<T>(in, out.ptr<T>(), lse.ptr<T>(), dout.ptr<T>(), grads);
+    else
+      cpu::attention_reference_backward<T>(in, out.ptr<T>(), lse.ptr<T>(), dout.ptr<T>(), grads);
   });
 }
 

@@ -100,14 +100,15 @@ inline void gemm_rows(int K, const T* a, int64_t a_row, int64_t a_col, const T* 
   constexpr int L = kLanes<T>;
   const int tiles = np / L;
   int t = 0;
-  // About 8 accumulators in flight; narrower tiles for what is left of the row.
-  if constexpr (R <= 1)
+  // 16 accumulators in flight (R rows × TB vectors), narrower tiles for what is left of the row:
+  // each step loads TB vectors of X and R scalars of A for R·TB multiply-adds.
+  if constexpr (R <= 2)
     for (; t + 8 <= tiles; t += 8)
       gemm_tile<T, R, 8>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
-  if constexpr (R <= 2)
+  if constexpr (R <= 4)
     for (; t + 4 <= tiles; t += 4)
       gemm_tile<T, R, 4>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
-  if constexpr (R <= 4)
+  if constexpr (R <= 8)
     for (; t + 2 <= tiles; t += 2)
       gemm_tile<T, R, 2>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
   for (; t < tiles; ++t)
@@ -248,6 +249,67 @@ void weighted_row_sums(int R, int n, const T* w, int64_t ldw, const T* rows, int
     weighted_rows_r<T, 4>(n, w + r * ldw, ldw, rows, stride, D, factor, dst + r * ld_dst, ld_dst);
   for (; r < R; ++r)
     weighted_rows_r<T, 1>(n, w + r * ldw, ldw, rows, stride, D, factor, dst + r * ld_dst, ld_dst);
+}
+
+// R output rows × V vectors of the head dimension from element e, accumulated in place.
+template <class T, int R, int V>
+inline void weighted_acc_chunk(int n, const T* w, int64_t w_row, int64_t w_term, const T* rows,
+                               int64_t stride, int e, T factor, T* dst, int64_t ld_dst) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc[R][V] = {};
+  for (int j = 0; j < n; ++j) {
+    Vec<T> v[V];
+    for (int c = 0; c < V; ++c) v[c] = load(rows + j * stride + e + c * L);
+    for (int r = 0; r < R; ++r) {
+      const T wr = w[r * w_row + j * w_term];
+      for (int c = 0; c < V; ++c) acc[r][c] += wr * v[c];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < V; ++c) {
+      T* d = dst + r * ld_dst + e + c * L;
+      store(d, load(d) + factor * acc[r][c]);
+    }
+}
+
+template <class T, int R>
+inline void weighted_acc_rows(int n, const T* w, int64_t w_row, int64_t w_term, const T* rows,
+                              int64_t stride, int D, T factor, T* dst, int64_t ld_dst) {
+  constexpr int L = kLanes<T>;
+  int e = 0;
+  for (; e + 4 * L <= D; e += 4 * L)
+    weighted_acc_chunk<T, R, 4>(n, w, w_row, w_term, rows, stride, e, factor, dst, ld_dst);
+  for (; e + 2 * L <= D; e += 2 * L)
+    weighted_acc_chunk<T, R, 2>(n, w, w_row, w_term, rows, stride, e, factor, dst, ld_dst);
+  for (; e + L <= D; e += L)
+    weighted_acc_chunk<T, R, 1>(n, w, w_row, w_term, rows, stride, e, factor, dst, ld_dst);
+  for (; e < D; ++e) {
+    T acc[R] = {};
+    for (int j = 0; j < n; ++j)
+      for (int r = 0; r < R; ++r) acc[r] += w[r * w_row + j * w_term] * rows[j * stride + e];
+    for (int r = 0; r < R; ++r) dst[r * ld_dst + e] += factor * acc[r];
+  }
+}
+
+// dst[r·ld_dst + e] += factor · Σ_{j<n} w(r, j)·rows[j·stride + e] for r < R, e < D, with the
+// weights read as w(r, j) = w[r·w_row + j·w_term], so a transposed weight matrix is a stride
+// swap: P·V and dS·K (w_row = Bk, w_term = 1) and Pᵀ·dO, dSᵀ·Q (w_row = 1, w_term = Bk) alike.
+// Each output is one running sum over j in order, added to dst once.
+template <class T>
+void weighted_row_sums_acc(int R, int n, const T* w, int64_t w_row, int64_t w_term, const T* rows,
+                           int64_t stride, int D, T factor, T* dst, int64_t ld_dst) {
+  constexpr int L = kLanes<T>;
+  int r = 0;
+  if (D <= 2 * L)  // few vectors per row: more rows per tile keep the FMA units busy
+    for (; r + 8 <= R; r += 8)
+      weighted_acc_rows<T, 8>(n, w + r * w_row, w_row, w_term, rows, stride, D, factor,
+                              dst + r * ld_dst, ld_dst);
+  for (; r + 4 <= R; r += 4)
+    weighted_acc_rows<T, 4>(n, w + r * w_row, w_row, w_term, rows, stride, D, factor,
+                            dst + r * ld_dst, ld_dst);
+  for (; r < R; ++r)
+    weighted_acc_rows<T, 1>(n, w + r * w_row, w_row, w_term, rows, stride, D, factor,
+                            dst + r * ld_dst, ld_dst);
 }
 
 // ---- exp ------------------------------------------------------------------------------------

@@ -1,0 +1,706 @@
+#include "kernels/cpu/attention_fused.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/check.h"
+#include "kernels/attention_math.h"
+#include "kernels/cpu/simd_rows.h"
+
+namespace dape::cpu {
+namespace {
+
+namespace am = dape::attention_math;
+using simd::kLanes;
+using simd::Vec;
+
+constexpr int kBq = 32;             // query rows per tile
+constexpr int kBk = 64;             // keys per tile (a multiple of every SIMD width)
+constexpr int kPairs = kBq * kBk;   // pairs per tile: the length of every panel row
+// Elements between panel rows: kPairs plus two cache lines, so that the rows of a panel (8 KB
+// apart otherwise) do not all map to the same L1 set.
+constexpr int kLd = kPairs + 32;
+constexpr int kChunk = 4 * kBk;     // pairs per chunk of f's layers (its panels stay in L1)
+static_assert(kBk % 16 == 0 && kChunk % kBk == 0);
+
+// ---- one call: sizes, pointers, position tables ------------------------------------------------
+
+template <class T>
+struct Call {
+  int B = 0, Nq = 0, Nk = 0, H = 0, D = 0, Hl = 0, h0 = 0, qo = 0, W = 0, G = 0;
+  int64_t qs = 0, ks = 0, vs = 0, kbs = 0, vbs = 0;
+  int nkb = 0;  // key blocks per sequence
+  PositionScheme scheme = PositionScheme::none;
+  bool dape = false, g_leaky = false, has_bias = false;
+  T scale = 0;
+  const T *q = nullptr, *k = nullptr, *v = nullptr;
+  const T *w1 = nullptr, *b1 = nullptr, *w2 = nullptr, *b2 = nullptr;      // f
+  const T *gw1 = nullptr, *gb1 = nullptr, *gw2 = nullptr, *gb2 = nullptr;  // FIRE's g
+  // Distance tables, reversed: entry e holds distance Nk − 1 − e (zero for e ≥ Nk, i.e. for
+  // pairs above the diagonal), so the entries of one tile row are contiguous and increasing.
+  int64_t ld = 0;                      // 2·Nk + Bk entries per head
+  std::vector<T> bias_rev;             // ALiBi / Kerple B, [H][ld]
+  std::vector<T> dp_rev, da_rev;       // Kerple ∂B/∂p, ∂B/∂a, [H][ld]
+  std::vector<T> psi_rev, psi_dc_rev;  // FIRE ψ(r), ∂ψ(r)/∂c, [ld]
+  // FIRE, per query position: u = ψ(r)·inv_den; ∂u/∂c = ψ_c(r)·inv_den − ψ(r)·fb; ∂u/∂L_mult =
+  // ψ(r)·fk.
+  std::vector<T> inv_den, fb, fk;
+  // K (and V for backward) packed per key block and head, transposed: [B][nkb][H][D][Bk].
+  std::vector<T> kt, vt;
+
+  // Offset of the first table entry of tile row at query position qi for the block from j0.
+  int64_t table_base(int qi, int j0) const { return int64_t{Nk} - 1 - qi + j0; }
+  const T* kt_block(int b, int kb) const {
+    return kt.data() + (int64_t{b} * nkb + kb) * H * D * kBk;
+  }
+  const T* vt_block(int b, int kb) const {
+    return vt.data() + (int64_t{b} * nkb + kb) * Hl * D * kBk;
+  }
+};
+
+void check_tensor(const Tensor& t, DType dt, int64_t min_numel, const char* what) {
+  DAPE_CHECK(t.defined(), "fused attention: {} is undefined", what);
+  DAPE_CHECK(t.dtype == dt, "fused attention: {} holds {}, the computation runs in {}", what,
+             dtype_name(t.dtype), dtype_name(dt));
+  DAPE_CHECK(t.numel() >= min_numel, "fused attention: {} has {} elements ({}), expected at least {}",
+             what, t.numel(), t.shape.str(), min_numel);
+}
+
+template <class T>
+Call<T> make_call(const AttentionInputs& in) {
+  const AttentionShape& s = in.shape;
+  const DType dt = dtype_of<T>();
+  Call<T> c;
+  c.B = s.batch;
+  c.Nq = s.seq_len;
+  c.Nk = s.keys();
+  c.H = s.heads;
+  c.D = s.head_dim;
+  c.Hl = s.local();
+  c.h0 = s.head_begin;
+  c.qo = s.query_offset();
+  DAPE_CHECK(c.B >= 1 && c.Nq >= 1 && c.H >= 1 && c.D >= 1,
+             "fused attention: sizes must be positive, got B={} N={} H={} D={}", c.B, c.Nq, c.H, c.D);
+  DAPE_CHECK(c.Nk >= c.Nq, "fused attention: kv_len {} is shorter than seq_len {}", c.Nk, c.Nq);
+  DAPE_CHECK(c.h0 >= 0 && c.Hl >= 1 && c.h0 + c.Hl <= c.H,
+             "fused attention: head range [{}, {}) is not inside [0, {})", c.h0, c.h0 + c.Hl, c.H);
+  c.qs = s.q_stride();
+  c.ks = s.k_stride();
+  c.vs = s.v_stride();
+  c.kbs = s.k_batch();
+  c.vbs = s.v_batch();
+  const int64_t HD = int64_t{c.H} * c.D, HlD = int64_t{c.Hl} * c.D;
+  DAPE_CHECK(c.qs >= HD && c.ks >= HD && c.vs >= HlD,
+             "fused attention: row strides q {} k {} v {} are shorter than a row (H·D = {}, Hl·D = {})",
+             c.qs, c.ks, c.vs, HD, HlD);
+  check_tensor(in.q, dt, (int64_t{c.B} * c.Nq - 1) * c.qs + HD, "q");
+  check_tensor(in.k, dt, int64_t{c.B - 1} * c.kbs + int64_t{c.Nk - 1} * c.ks + HD, "k");
+  check_tensor(in.v, dt, int64_t{c.B - 1} * c.vbs + int64_t{c.Nk - 1} * c.vs + HlD, "v");
+  c.q = in.q.ptr<T>();
+  c.k = in.k.ptr<T>();
+  c.v = in.v.ptr<T>();
+  c.nkb = (c.Nk + kBk - 1) / kBk;
+  c.scheme = in.bias.scheme;
+  c.scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(c.D)));
+  c.dape = in.dape.enabled;
+  if (c.dape) {
+    c.W = in.dape.width;
+    DAPE_CHECK(c.W >= 1, "fused attention: DAPE width {} must be positive", c.W);
+    check_tensor(in.dape.w1, dt, int64_t{c.W} * 2 * c.H, "dape w1");
+    check_tensor(in.dape.b1, dt, c.W, "dape b1");
+    check_tensor(in.dape.w2, dt, int64_t{c.H} * c.W, "dape w2");
+    check_tensor(in.dape.b2, dt, c.H, "dape b2");
+    DAPE_CHECK(in.dape.w1.numel() == int64_t{c.W} * 2 * c.H && in.dape.w2.numel() == int64_t{c.H} * c.W,
+               "fused attention: DAPE weights {} and {} do not match W={} H={}", in.dape.w1.shape.str(),
+               in.dape.w2.shape.str(), c.W, c.H);
+    c.w1 = in.dape.w1.ptr<T>();
+    c.b1 = in.dape.b1.ptr<T>();
+    c.w2 = in.dape.w2.ptr<T>();
+    c.b2 = in.dape.b2.ptr<T>();
+  }
+
+  const int Nk = c.Nk, H = c.H;
+  c.ld = 2 * int64_t{Nk} + kBk;
+  auto fill_rev = [&](std::vector<T>& tab, int heads, auto value) {
+    tab.assign(static_cast<size_t>(heads) * c.ld, T(0));
+    for (int h = 0; h < heads; ++h)
+      for (int r = 0; r < Nk; ++r) tab[h * c.ld + (Nk - 1 - r)] = value(h, static_cast<T>(r));
+  };
+  if (c.scheme == PositionScheme::alibi) {
+    c.has_bias = true;
+    fill_rev(c.bias_rev, H, [&](int h, T r) { return am::alibi_bias(am::alibi_slope<T>(h, H), r); });
+  } else if (c.scheme == PositionScheme::kerple) {
+    c.has_bias = true;
+    check_tensor(in.bias.kerple_p, dt, H, "kerple_p");
+    check_tensor(in.bias.kerple_a, dt, H, "kerple_a");
+    const T* p = in.bias.kerple_p.ptr<T>();
+    const T* a = in.bias.kerple_a.ptr<T>();
+    auto P = [&](int h) { return am::kerple_clamp(p[h]); };
+    auto A = [&](int h) { return am::kerple_clamp(a[h]); };
+    fill_rev(c.bias_rev, H, [&](int h, T r) { return am::kerple_bias(P(h), A(h), r); });
+    fill_rev(c.dp_rev, H, [&](int h, T r) { return am::kerple_bias_dp(A(h), r); });
+    fill_rev(c.da_rev, H, [&](int h, T r) { return am::kerple_bias_da(P(h), A(h), r); });
+  } else if (c.scheme == PositionScheme::fire) {
+    c.has_bias = true;
+    const auto& f = in.bias;
+    c.G = static_cast<int>(f.fire_b1.numel());
+    DAPE_CHECK(c.G >= 1, "fused attention: FIRE's g has width {}", c.G);
+    check_tensor(f.fire_c, dt, 1, "fire_c");
+    check_tensor(f.fire_L_multiplier, dt, 1, "fire_L_multiplier");
+    check_tensor(f.fire_w1, dt, c.G, "fire_w1");
+    check_tensor(f.fire_w2, dt, int64_t{H} * c.G, "fire_w2");
+    check_tensor(f.fire_b2, dt, H, "fire_b2");
+    c.gw1 = f.fire_w1.ptr<T>();
+    c.gb1 = f.fire_b1.ptr<T>();
+    c.gw2 = f.fire_w2.ptr<T>();
+    c.gb2 = f.fire_b2.ptr<T>();
+    c.g_leaky = f.fire_leaky_relu;
+    const T cc = f.fire_c.ptr<T>()[0], mult = f.fire_L_multiplier.ptr<T>()[0];
+    const T L = static_cast<T>(f.fire_L), eps = static_cast<T>(am::kFireEps);
+    fill_rev(c.psi_rev, 1, [&](int, T r) { return am::fire_psi(cc, r); });
+    fill_rev(c.psi_dc_rev, 1, [&](int, T r) { return am::fire_psi_dc(cc, r); });
+    c.inv_den.resize(Nk);
+    c.fb.resize(Nk);
+    c.fk.resize(Nk);
+    const T thr = am::fire_threshold(mult, L);
+    for (int i = 0; i < Nk; ++i) {
+      const T pos = static_cast<T>(i);
+      const T m = am::fire_normalizer_position(pos, thr);
+      const T inv = T(1) / (am::fire_psi(cc, m) + eps);
+      c.inv_den[i] = inv;
+      c.fb[i] = inv * inv * am::fire_psi_dc(cc, m);
+      c.fk[i] = -inv * inv * am::fire_psi_dx(cc, m) * am::fire_normalizer_position_dthr(pos, thr) *
+                am::fire_threshold_dmult(mult, L);
+    }
+  }
+
+  // Pack K per key block and head, transposed, zero-padded past the last key.
+  c.kt.assign(static_cast<size_t>(c.B) * c.nkb * H * c.D * kBk, T(0));
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < c.B; ++b)
+    for (int kb = 0; kb < c.nkb; ++kb) {
+      T* dst = c.kt.data() + (int64_t{b} * c.nkb + kb) * H * c.D * kBk;
+      const int j0 = kb * kBk, cols = std::min(kBk, Nk - j0);
+      for (int jl = 0; jl < cols; ++jl) {
+        const T* row = c.k + b * c.kbs + int64_t{j0 + jl} * c.ks;
+        for (int e = 0; e < H * c.D; ++e) dst[int64_t{e} * kBk + jl] = row[e];
+      }
+    }
+  return c;
+}
+
+template <class T>
+void pack_v(Call<T>& c) {
+  c.vt.assign(static_cast<size_t>(c.B) * c.nkb * c.Hl * c.D * kBk, T(0));
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < c.B; ++b)
+    for (int kb = 0; kb < c.nkb; ++kb) {
+      T* dst = c.vt.data() + (int64_t{b} * c.nkb + kb) * c.Hl * c.D * kBk;
+      const int j0 = kb * kBk, cols = std::min(kBk, c.Nk - j0);
+      for (int jl = 0; jl < cols; ++jl) {
+        const T* row = c.v + b * c.vbs + int64_t{j0 + jl} * c.vs;
+        for (int e = 0; e < c.Hl * c.D; ++e) dst[int64_t{e} * kBk + jl] = row[e];
+      }
+    }
+}
+
+// ---- per-thread tiles --------------------------------------------------------------------------
+
+template <class T>
+struct Tile {
+  std::vector<T> qsc;   // [Bq][H·D] the task's query rows times 1/√D
+  std::vector<T> x;     // [2H][P] f's input: S, then B
+  std::vector<T> act;   // [W][P] f's hidden activations
+  std::vector<T> a;     // [Hl][P] logits, then probabilities
+  std::vector<T> u;     // [P] FIRE's normalized distance
+  std::vector<T> gact;  // [G][P] g's hidden activations
+  std::vector<T> o;     // [Hl][Bq][D] output accumulators
+  std::vector<T> m, l;  // [Hl][Bq] running max and sum
+  // backward
+  std::vector<T> dp;    // [Hl][P] dP, then dA
+  std::vector<T> da;    // [W][P] ∂/∂act, then ∂/∂hidden (also g's)
+  std::vector<T> dx;    // [2H][P] ∂/∂S, ∂/∂B
+  std::vector<T> dq;    // [Bq][H·D]
+  std::vector<T> di;    // [Hl][Bq] rowsum(dO ⊙ O)
+  std::vector<T> du, dudc, dudm;  // FIRE [P]
+
+  explicit Tile(const Call<T>& c, bool backward) {
+    const size_t P = kLd, HD = static_cast<size_t>(c.H) * c.D;
+    qsc.resize(kBq * HD);
+    x.resize(2 * c.H * P);
+    act.resize(static_cast<size_t>(std::max(c.W, 1)) * P);
+    a.resize(c.Hl * P);
+    if (c.scheme == PositionScheme::fire) {
+      u.resize(P);
+      gact.resize(c.G * P);
+    }
+    o.resize(static_cast<size_t>(c.Hl) * kBq * c.D);
+    m.resize(c.Hl * kBq);
+    l.resize(c.Hl * kBq);
+    if (backward) {
+      dp.resize(c.Hl * P);
+      da.resize(static_cast<size_t>(std::max({c.W, c.G, 1})) * P);
+      dx.resize(2 * c.H * P);
+      dq.resize(kBq * HD);
+      di.resize(c.Hl * kBq);
+      if (c.scheme == PositionScheme::fire) {
+        du.resize(P);
+        dudc.resize(P);
+        dudm.resize(P);
+      }
+    }
+  }
+};
+
+template <class T>
+void activate(T* p, int rows, int64_t ld, int n, bool leaky) {
+  for (int r = 0; r < rows; ++r) {
+    T* __restrict row = p + r * ld;
+    if (leaky) {
+#pragma omp simd
+      for (int j = 0; j < n; ++j) row[j] = am::leaky_relu(row[j]);
+    } else {
+#pragma omp simd
+      for (int j = 0; j < n; ++j) row[j] = am::relu(row[j]);
+    }
+  }
+}
+
+// d ⊙= act'(hidden), with the derivative read off the activation's sign (same sign as the
+// pre-activation for LeakyReLU; ReLU'(0) = 0 matches act = 0).
+template <class T>
+void activate_backward(T* d, const T* act, int rows, int64_t ld, int n, bool leaky) {
+  const T neg = leaky ? static_cast<T>(am::kLeakySlope) : T(0);
+  for (int r = 0; r < rows; ++r) {
+    T* __restrict dr = d + r * ld;
+    const T* __restrict ar = act + r * ld;
+#pragma omp simd
+    for (int j = 0; j < n; ++j) dr[j] *= ar[j] > T(0) ? T(1) : neg;
+  }
+}
+
+// Number of keys of the block from j0 that query position qi sees.
+inline int visible(int qi, int j0, int cols) { return std::clamp(qi - j0 + 1, 0, cols); }
+
+// Logits of the tile (rows i0 … i0+R−1 of sequence b, keys from block kb) for the local heads:
+// t.x holds S and B for all heads, t.act f's activations, t.a the logits A (masked entries are
+// whatever the arithmetic gave: callers read only the visible keys of each row).
+template <class T>
+void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
+  const int H = c.H, D = c.D, Hl = c.Hl, h0 = c.h0, j0 = kb * kBk;
+  const int np = R * kBk;
+  const T* kt = c.kt_block(b, kb);
+  T* x = t.x.data();
+  // S = (Q/√D)·Kᵀ for every head: R rows × Bk keys, one panel row per query row.
+  for (int h = 0; h < H; ++h)
+    simd::panel_gemm(R, D, t.qsc.data() + h * D, int64_t{H} * D, 1, kt + int64_t{h} * D * kBk, kBk,
+                     x + int64_t{h} * kLd, kBk, kBk, nullptr, false);
+  // B for every head.
+  T* bias = x + int64_t{H} * kLd;
+  if (c.scheme == PositionScheme::alibi || c.scheme == PositionScheme::kerple) {
+    for (int h = 0; h < H; ++h)
+      for (int r = 0; r < R; ++r) {
+        const T* src = c.bias_rev.data() + h * c.ld + c.table_base(c.qo + i0 + r, j0);
+        std::copy(src, src + kBk, bias + int64_t{h} * kLd + r * kBk);
+      }
+  } else if (c.scheme == PositionScheme::fire) {
+    T* u = t.u.data();
+    for (int r = 0; r < R; ++r) {
+      const int qi = c.qo + i0 + r;
+      const T* psi = c.psi_rev.data() + c.table_base(qi, j0);
+      const T inv = c.inv_den[qi];
+      for (int j = 0; j < kBk; ++j) u[r * kBk + j] = psi[j] * inv;
+    }
+    simd::panel_gemm(c.G, 1, c.gw1, 1, 1, u, kLd, t.gact.data(), kLd, np, c.gb1, false);
+    activate(t.gact.data(), c.G, kLd, np, c.g_leaky);
+    simd::panel_gemm(H, c.G, c.gw2, c.G, 1, t.gact.data(), kLd, bias, kLd, np, c.gb2, false);
+  } else if (c.dape) {
+    for (int h = 0; h < H; ++h) std::fill(bias + int64_t{h} * kLd, bias + int64_t{h} * kLd + np, T(0));
+  }
+  // A = S + B (+ f([S; B])) for the local heads.
+  T* a = t.a.data();
+  for (int hl = 0; hl < Hl; ++hl) {
+    const T* s = x + int64_t{h0 + hl} * kLd;
+    T* ar = a + int64_t{hl} * kLd;
+    if (c.has_bias) {
+      const T* br = bias + int64_t{h0 + hl} * kLd;
+#pragma omp simd
+      for (int p = 0; p < np; ++p) ar[p] = s[p] + br[p];
+    } else {
+      std::copy(s, s + np, ar);
+    }
+  }
+  if (c.dape) {
+    const int W = c.W;
+    for (int c0 = 0; c0 < np; c0 += kChunk) {
+      const int n = std::min(kChunk, np - c0);
+      simd::panel_gemm(W, 2 * H, c.w1, 2 * H, 1, x + c0, kLd, t.act.data() + c0, kLd, n, c.b1, false);
+      activate(t.act.data() + c0, W, kLd, n, true);
+      simd::panel_gemm(Hl, W, c.w2 + int64_t{h0} * W, W, 1, t.act.data() + c0, kLd, a + c0, kLd, n,
+                       c.b2 + h0, true);
+    }
+  }
+}
+
+// ---- forward -----------------------------------------------------------------------------------
+
+template <class T>
+void load_queries(const Call<T>& c, Tile<T>& t, int b, int i0, int R) {
+  const int HD = c.H * c.D;
+  for (int r = 0; r < R; ++r) {
+    const T* src = c.q + (int64_t{b} * c.Nq + i0 + r) * c.qs;
+    T* dst = t.qsc.data() + int64_t{r} * HD;
+#pragma omp simd
+    for (int e = 0; e < HD; ++e) dst[e] = src[e] * c.scale;
+  }
+}
+
+template <class T>
+void forward_task(const Call<T>& c, Tile<T>& t, int b, int i0, T* out, T* lse) {
+  const int R = std::min(kBq, c.Nq - i0), D = c.D, Hl = c.Hl;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  load_queries(c, t, b, i0, R);
+  std::fill(t.o.begin(), t.o.end(), T(0));
+  std::fill(t.m.begin(), t.m.end(), neg_inf);
+  std::fill(t.l.begin(), t.l.end(), T(0));
+  const int last_key = c.qo + i0 + R - 1;
+  for (int kb = 0; kb * kBk <= last_key; ++kb) {
+    const int j0 = kb * kBk, cols = std::min(kBk, c.Nk - j0);
+    tile_logits(c, t, b, i0, R, kb);
+    for (int hl = 0; hl < Hl; ++hl) {
+      T* ah = t.a.data() + int64_t{hl} * kLd;
+      T alpha[kBq];
+      for (int r = 0; r < R; ++r) {
+        T* row = ah + r * kBk;
+        const int n = visible(c.qo + i0 + r, j0, cols);
+        T& m = t.m[hl * kBq + r];
+        if (n == 0) {
+          std::fill(row, row + kBk, T(0));
+          alpha[r] = T(1);
+          continue;
+        }
+        const T m_new = std::max(m, simd::row_max(row, n));
+        simd::exp_shifted(row, n, m_new);
+        std::fill(row + n, row + kBk, T(0));
+        T sum = 0;
+        for (int j = 0; j < n; ++j) sum += row[j];
+        alpha[r] = m == neg_inf ? T(0) : std::exp(m - m_new);
+        t.l[hl * kBq + r] = t.l[hl * kBq + r] * alpha[r] + sum;
+        m = m_new;
+      }
+      // O = O·α + P·V for this head's rows.
+      T* o = t.o.data() + int64_t{hl} * kBq * D;
+      for (int r = 0; r < R; ++r) {
+        const T al = alpha[r];
+        T* orow = o + int64_t{r} * D;
+#pragma omp simd
+        for (int d = 0; d < D; ++d) orow[d] *= al;
+      }
+      const T* vrows = c.v + b * c.vbs + int64_t{j0} * c.vs + hl * D;
+      simd::weighted_row_sums_acc(R, cols, ah, kBk, 1, vrows, c.vs, D, T(1), o, D);
+    }
+  }
+  for (int hl = 0; hl < Hl; ++hl)
+    for (int r = 0; r < R; ++r) {
+      const T l = t.l[hl * kBq + r];
+      const T inv = T(1) / l;
+      const T* o = t.o.data() + (int64_t{hl} * kBq + r) * D;
+      T* dst = out + ((int64_t{b} * c.Nq + i0 + r) * Hl + hl) * D;
+#pragma omp simd
+      for (int d = 0; d < D; ++d) dst[d] = o[d] * inv;
+      lse[(int64_t{b} * Hl + hl) * c.Nq + i0 + r] = t.m[hl * kBq + r] + std::log(l);
+    }
+}
+
+// ---- backward: parameter-gradient partials ------------------------------------------------------
+
+// Lane-wise accumulators of one task's parameter gradients, in a fixed layout.
+template <class T>
+struct GradLayout {
+  int64_t w1 = 0, b1 = 0, w2 = 0, b2 = 0;           // f (w2, b2: the local heads' rows)
+  int64_t kp = 0, ka = 0;                           // Kerple
+  int64_t c = 0, mult = 0, gw1 = 0, gb1 = 0, gw2 = 0, gb2 = 0;  // FIRE
+  int64_t total = 0;
+
+  explicit GradLayout(const Call<T>& cl) {
+    auto take = [&](int64_t n) {
+      const int64_t at = total;
+      total += n;
+      return at;
+    };
+    if (cl.dape) {
+      w1 = take(int64_t{cl.W} * 2 * cl.H);
+      b1 = take(cl.W);
+      w2 = take(int64_t{cl.Hl} * cl.W);
+      b2 = take(cl.Hl);
+    }
+    if (cl.scheme == PositionScheme::kerple) {
+      kp = take(cl.H);
+      ka = take(cl.H);
+    }
+    if (cl.scheme == PositionScheme::fire) {
+      c = take(1);
+      mult = take(1);
+      gw1 = take(cl.G);
+      gb1 = take(cl.G);
+      gw2 = take(int64_t{cl.H} * cl.G);
+      gb2 = take(cl.H);
+    }
+  }
+};
+
+template <class T>
+void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b, int i0, const T* out,
+                   const T* lse, const T* dout, T* dq, T* dk_acc, T* dv_acc, Vec<T>* acc) {
+  const int R = std::min(kBq, c.Nq - i0), H = c.H, D = c.D, Hl = c.Hl, h0 = c.h0, W = c.W;
+  const int np = R * kBk;
+  const int64_t HD = int64_t{H} * D, HlD = int64_t{Hl} * D;
+  load_queries(c, t, b, i0, R);
+  std::fill(t.dq.begin(), t.dq.end(), T(0));
+  const T* dout_rows = dout + (int64_t{b} * c.Nq + i0) * HlD;
+  for (int hl = 0; hl < Hl; ++hl)
+    for (int r = 0; r < R; ++r) {
+      const T* o = out + (int64_t{b} * c.Nq + i0 + r) * HlD + hl * D;
+      const T* g = dout_rows + r * HlD + hl * D;
+      T s = 0;
+      for (int d = 0; d < D; ++d) s += o[d] * g[d];
+      t.di[hl * kBq + r] = s;
+    }
+  // Heads whose dS (and dB) this call produces: all with DAPE (f mixes them), else the local ones.
+  const int ds_begin = c.dape ? 0 : h0, ds_end = c.dape ? H : h0 + Hl;
+  auto dS = [&](int h) -> T* {
+    return c.dape ? t.dx.data() + int64_t{h} * kLd : t.dp.data() + int64_t{h - h0} * kLd;
+  };
+  auto dB = [&](int h) -> T* {
+    return c.dape ? t.dx.data() + int64_t{H + h} * kLd : t.dp.data() + int64_t{h - h0} * kLd;
+  };
+  const int last_key = c.qo + i0 + R - 1;
+  for (int kb = 0; kb * kBk <= last_key; ++kb) {
+    const int j0 = kb * kBk, cols = std::min(kBk, c.Nk - j0);
+    tile_logits(c, t, b, i0, R, kb);
+    // P = exp(A − lse), zero where a key is not visible.
+    for (int hl = 0; hl < Hl; ++hl)
+      for (int r = 0; r < R; ++r) {
+        T* row = t.a.data() + int64_t{hl} * kLd + r * kBk;
+        const int n = visible(c.qo + i0 + r, j0, cols);
+        simd::exp_shifted(row, n, lse[(int64_t{b} * Hl + hl) * c.Nq + i0 + r]);
+        std::fill(row + n, row + kBk, T(0));
+      }
+    // dP = dO·Vᵀ, dA = P ⊙ (dP − Di); dv += Pᵀ·dO.
+    const T* vt = c.vt_block(b, kb);
+    for (int hl = 0; hl < Hl; ++hl) {
+      T* dph = t.dp.data() + int64_t{hl} * kLd;
+      const T* ph = t.a.data() + int64_t{hl} * kLd;
+      simd::panel_gemm(R, D, dout_rows + hl * D, HlD, 1, vt + int64_t{hl} * D * kBk, kBk, dph, kBk, kBk,
+                       nullptr, false);
+      for (int r = 0; r < R; ++r) {
+        const T di = t.di[hl * kBq + r];
+        T* __restrict row = dph + r * kBk;
+        const T* __restrict pr = ph + r * kBk;
+#pragma omp simd
+        for (int j = 0; j < kBk; ++j) row[j] = pr[j] * (row[j] - di);
+      }
+      T* dv = dv_acc + (int64_t{b} * c.Nk + j0) * HlD + hl * D;
+      simd::weighted_row_sums_acc(cols, R, ph, 1, kBk, dout_rows + hl * D, HlD, D, T(1), dv, HlD);
+    }
+    // f backward: dS = dA + ∂f/∂S, dB = dA + ∂f/∂B (local heads' dA; f feeds every head).
+    if (c.dape) {
+      T* x = t.x.data();
+      for (int c0 = 0; c0 < np; c0 += kChunk) {
+        const int n = std::min(kChunk, np - c0);
+        T* da = t.da.data() + c0;
+        const T* act = t.act.data() + c0;
+        const T* dA = t.dp.data() + c0;
+        simd::panel_gemm(W, Hl, c.w2 + int64_t{h0} * W, 1, W, dA, kLd, da, kLd, n, nullptr, false);
+        simd::panel_outer(Hl, W, dA, kLd, act, kLd, n, acc + gl.w2);
+        simd::panel_row_sums(Hl, dA, kLd, n, acc + gl.b2);
+        activate_backward(da, act, W, kLd, n, true);
+        simd::panel_gemm(2 * H, W, c.w1, 1, 2 * H, da, kLd, t.dx.data() + c0, kLd, n, nullptr, false);
+        simd::panel_outer(W, 2 * H, da, kLd, x + c0, kLd, n, acc + gl.w1);
+        simd::panel_row_sums(W, da, kLd, n, acc + gl.b1);
+        for (int hl = 0; hl < Hl; ++hl) {
+          const T* src = dA + int64_t{hl} * kLd;
+          T* ds = t.dx.data() + int64_t{h0 + hl} * kLd + c0;
+          T* db = t.dx.data() + int64_t{H + h0 + hl} * kLd + c0;
+#pragma omp simd
+          for (int p = 0; p < n; ++p) {
+            ds[p] += src[p];
+            db[p] += src[p];
+          }
+        }
+      }
+    }
+    // The scheme's parameters, from dB.
+    if (c.scheme == PositionScheme::kerple) {
+      constexpr int L = kLanes<T>;
+      for (int h = ds_begin; h < ds_end; ++h)
+        for (int r = 0; r < R; ++r) {
+          const int64_t base = h * c.ld + c.table_base(c.qo + i0 + r, j0);
+          const T* g = dB(h) + r * kBk;
+          for (int j = 0; j < kBk; j += L) {
+            const Vec<T> gv = simd::load(g + j);
+            acc[gl.kp + h] += gv * simd::load(c.dp_rev.data() + base + j);
+            acc[gl.ka + h] += gv * simd::load(c.da_rev.data() + base + j);
+          }
+        }
+    } else if (c.scheme == PositionScheme::fire) {
+      // g's input gradient needs dB for every head: without DAPE only the local heads have one.
+      T* dbp = t.dx.data() + int64_t{H} * kLd;
+      if (!c.dape) {
+        for (int h = 0; h < H; ++h) {
+          T* row = dbp + int64_t{h} * kLd;
+          if (h >= h0 && h < h0 + Hl) std::copy(dB(h), dB(h) + np, row);
+          else std::fill(row, row + np, T(0));
+        }
+      }
+      const int G = c.G;
+      T* gda = t.da.data();
+      simd::panel_gemm(G, H, c.gw2, 1, G, dbp, kLd, gda, kLd, np, nullptr, false);
+      simd::panel_outer(H, G, dbp, kLd, t.gact.data(), kLd, np, acc + gl.gw2);
+      simd::panel_row_sums(H, dbp, kLd, np, acc + gl.gb2);
+      activate_backward(gda, t.gact.data(), G, kLd, np, c.g_leaky);
+      simd::panel_gemm(1, G, c.gw1, 0, 1, gda, kLd, t.du.data(), kLd, np, nullptr, false);
+      simd::panel_outer(G, 1, gda, kLd, t.u.data(), kLd, np, acc + gl.gw1);
+      simd::panel_row_sums(G, gda, kLd, np, acc + gl.gb1);
+      for (int r = 0; r < R; ++r) {
+        const int qi = c.qo + i0 + r;
+        const int64_t base = c.table_base(qi, j0);
+        const T* psi = c.psi_rev.data() + base;
+        const T* psi_dc = c.psi_dc_rev.data() + base;
+        const T inv = c.inv_den[qi], fb = c.fb[qi], fk = c.fk[qi];
+        T* dudc = t.dudc.data() + r * kBk;
+        T* dudm = t.dudm.data() + r * kBk;
+#pragma omp simd
+        for (int j = 0; j < kBk; ++j) {
+          dudc[j] = psi_dc[j] * inv - psi[j] * fb;
+          dudm[j] = psi[j] * fk;
+        }
+      }
+      simd::panel_outer(1, 1, t.du.data(), kLd, t.dudc.data(), kLd, np, acc + gl.c);
+      simd::panel_outer(1, 1, t.du.data(), kLd, t.dudm.data(), kLd, np, acc + gl.mult);
+    }
+    // dq += dS·K/√D (rows of this task); dk += dSᵀ·Q/√D (per-thread accumulator).
+    for (int h = ds_begin; h < ds_end; ++h) {
+      const T* ds = dS(h);
+      const T* krows = c.k + b * c.kbs + int64_t{j0} * c.ks + h * D;
+      simd::weighted_row_sums_acc(R, cols, ds, kBk, 1, krows, c.ks, D, c.scale, t.dq.data() + h * D, HD);
+      T* dk = dk_acc + (int64_t{b} * c.Nk + j0) * HD + h * D;
+      simd::weighted_row_sums_acc(cols, R, ds, 1, kBk, t.qsc.data() + h * D, HD, D, T(1), dk, HD);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    std::copy(t.dq.data() + r * HD, t.dq.data() + (r + 1) * HD, dq + (int64_t{b} * c.Nq + i0 + r) * c.qs);
+}
+
+// grad[i] += Σ_task partial[task][offset + i], in task order.
+template <class T>
+void add_partials(const Tensor& grad, int64_t grad_offset, const std::vector<T>& partials, int tasks,
+                  int64_t stride, int64_t offset, int64_t n) {
+  T* g = grad.ptr<T>() + grad_offset;
+  for (int64_t i = 0; i < n; ++i) {
+    T s = 0;
+    for (int task = 0; task < tasks; ++task) s += partials[task * stride + offset + i];
+    g[i] += s;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void attention_fused_forward(const AttentionInputs& in, T* out, T* lse) {
+  const Call<T> c = make_call<T>(in);
+  const int nqb = (c.Nq + kBq - 1) / kBq, tasks = c.B * nqb;
+#pragma omp parallel
+  {
+    Tile<T> t(c, false);
+#pragma omp for schedule(dynamic, 1)
+    for (int task = 0; task < tasks; ++task) forward_task(c, t, task / nqb, (task % nqb) * kBq, out, lse);
+  }
+}
+
+template <class T>
+void attention_fused_backward(const AttentionInputs& in, const T* out, const T* lse, const T* dout,
+                              const AttentionGrads& grads) {
+  Call<T> c = make_call<T>(in);
+  pack_v(c);
+  const DType dt = dtype_of<T>();
+  const int64_t HD = int64_t{c.H} * c.D, HlD = int64_t{c.Hl} * c.D;
+  check_tensor(grads.dq, dt, (int64_t{c.B} * c.Nq - 1) * c.qs + HD, "dq");
+  check_tensor(grads.dk, dt, int64_t{c.B - 1} * c.kbs + int64_t{c.Nk - 1} * c.ks + HD, "dk");
+  check_tensor(grads.dv, dt, int64_t{c.B - 1} * c.vbs + int64_t{c.Nk - 1} * c.vs + HlD, "dv");
+  const GradLayout<T> gl(c);
+  const int nqb = (c.Nq + kBq - 1) / kBq, tasks = c.B * nqb;
+  const int threads = omp_get_max_threads();
+  const int64_t dk_size = int64_t{c.B} * c.Nk * HD, dv_size = int64_t{c.B} * c.Nk * HlD;
+  std::vector<T> dk_acc(static_cast<size_t>(threads) * dk_size, T(0));
+  std::vector<T> dv_acc(static_cast<size_t>(threads) * dv_size, T(0));
+  std::vector<T> partials(static_cast<size_t>(tasks) * std::max<int64_t>(gl.total, 1), T(0));
+  T* dq = grads.dq.ptr<T>();
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num();
+    Tile<T> t(c, true);
+    std::vector<Vec<T>> acc(std::max<int64_t>(gl.total, 1));
+#pragma omp for schedule(static, 1)
+    for (int task = 0; task < tasks; ++task) {
+      std::fill(acc.begin(), acc.end(), Vec<T>{});
+      backward_task(c, gl, t, task / nqb, (task % nqb) * kBq, out, lse, dout, dq, dk_acc.data() + tid * dk_size,
+                    dv_acc.data() + tid * dv_size, acc.data());
+      for (int64_t i = 0; i < gl.total; ++i) partials[task * gl.total + i] = simd::lane_sum<T>(acc[i]);
+    }
+  }
+  // dk, dv: the per-thread sums, in thread order.
+  T* dk = grads.dk.ptr<T>();
+  T* dv = grads.dv.ptr<T>();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < c.B; ++b)
+    for (int j = 0; j < c.Nk; ++j) {
+      T* dkr = dk + b * c.kbs + int64_t{j} * c.ks;
+      T* dvr = dv + b * c.vbs + int64_t{j} * c.vs;
+      const int64_t row = int64_t{b} * c.Nk + j;
+      for (int64_t e = 0; e < HD; ++e) {
+        T s = 0;
+        for (int th = 0; th < threads; ++th) s += dk_acc[th * dk_size + row * HD + e];
+        dkr[e] = s;
+      }
+      for (int64_t e = 0; e < HlD; ++e) {
+        T s = 0;
+        for (int th = 0; th < threads; ++th) s += dv_acc[th * dv_size + row * HlD + e];
+        dvr[e] = s;
+      }
+    }
+  // Parameter gradients: the per-task partials, in task order.
+  const int64_t st = gl.total;
+  if (c.dape) {
+    add_partials<T>(grads.dape.w1, 0, partials, tasks, st, gl.w1, int64_t{c.W} * 2 * c.H);
+    add_partials<T>(grads.dape.b1, 0, partials, tasks, st, gl.b1, c.W);
+    add_partials<T>(grads.dape.w2, int64_t{c.h0} * c.W, partials, tasks, st, gl.w2, int64_t{c.Hl} * c.W);
+    add_partials<T>(grads.dape.b2, c.h0, partials, tasks, st, gl.b2, c.Hl);
+  }
+  if (c.scheme == PositionScheme::kerple) {
+    add_partials<T>(grads.bias.kerple_p, 0, partials, tasks, st, gl.kp, c.H);
+    add_partials<T>(grads.bias.kerple_a, 0, partials, tasks, st, gl.ka, c.H);
+  }
+  if (c.scheme == PositionScheme::fire) {
+    add_partials<T>(grads.bias.fire_c, 0, partials, tasks, st, gl.c, 1);
+    add_partials<T>(grads.bias.fire_L_multiplier, 0, partials, tasks, st, gl.mult, 1);
+    add_partials<T>(grads.bias.fire_w1, 0, partials, tasks, st, gl.gw1, c.G);
+    add_partials<T>(grads.bias.fire_b1, 0, partials, tasks, st, gl.gb1, c.G);
+    add_partials<T>(grads.bias.fire_w2, 0, partials, tasks, st, gl.gw2, int64_t{c.H} * c.G);
+    add_partials<T>(grads.bias.fire_b2, 0, partials, tasks, st, gl.gb2, c.H);
+  }
+}
+
+#define DAPE_INSTANTIATE(T)                                                                  \
+  template void attention_fused_forward<T>(const AttentionInputs&, T*, T*);                \
+  template void attention_fused_backward<T>(const AttentionInputs&, const T*, const T*, const T*, \
+                                            const AttentionGrads&);
+DAPE_INSTANTIATE(float)
+DAPE_INSTANTIATE(double)
+#undef DAPE_INSTANTIATE
+
+}  // namespace dape::cpu
