@@ -302,8 +302,9 @@ void CpuOps::rope_backward(const Tensor& dq, const Tensor& dk, const AttentionSh
 void CpuOps::attention_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                AttentionImpl impl) {
   const auto& s = in.shape;
-  expect_numel(out, int64_t{s.batch} * s.seq_len * s.heads * s.head_dim, "attention_forward: out");
-  expect_numel(lse, int64_t{s.batch} * s.heads * s.seq_len, "attention_forward: lse");
+  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim,
+               "attention_forward: out");
+  expect_numel(lse, int64_t{s.batch} * s.local() * s.seq_len, "attention_forward: lse");
   DAPE_CHECK(impl == AttentionImpl::reference, "the fused CPU attention is not built yet");
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
