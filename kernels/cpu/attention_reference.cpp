@@ -27,13 +27,23 @@ constexpr int kColumnBlock = 16;
 // ---- the sizes of one call, validated at the entry ----------------------------------------------
 
 struct Dims {
-  int B = 0, N = 0, H = 0, D = 0;
-  int64_t stride = 0;  // elements between consecutive tokens of q, k, v, dq, dk, dv
+  int B = 0;
+  int N = 0;   // query rows per sequence
+  int M = 0;   // keys per sequence (kv_len), >= N
+  int O = 0;   // absolute position of query row 0: M − N
+  int H = 0;   // every head: f's input and output, q and k
+  int H0 = 0;  // the first local head
+  int Hl = 0;  // local heads: A, softmax, P·V; v, out, lse, dout and dv
+  int D = 0;
+  // Elements between consecutive tokens (row) and sequences (batch) of q/dq, k/dk and v/dv.
+  int64_t q_row = 0, q_batch = 0, k_row = 0, k_batch = 0, v_row = 0, v_batch = 0;
   PositionScheme scheme = PositionScheme::none;
   bool dape = false;
   int W = 0;  // f's hidden width (DAPE)
   int G = 0;  // g's hidden width (FIRE)
   bool g_leaky = false;
+
+  bool local(int h) const { return h >= H0 && h < H0 + Hl; }
 };
 
 void expect_param(const Tensor& t, DType dt, int64_t numel, const char* what,
@@ -45,13 +55,26 @@ void expect_param(const Tensor& t, DType dt, int64_t numel, const char* what,
              t.shape.str(), t.numel(), expected);
 }
 
-void expect_activation(const Tensor& t, DType dt, int64_t min_numel, const char* what) {
+// An activation must hold at least `min_numel` elements (`expected` spells out the product).
+void expect_activation(const Tensor& t, DType dt, int64_t min_numel, const char* what,
+                       const char* expected) {
   DAPE_CHECK(t.defined(), "attention: {} is undefined", what);
   DAPE_CHECK(t.dtype == dt, "attention: {} holds {}, the computation runs in {}", what,
              dtype_name(t.dtype), dtype_name(dt));
-  DAPE_CHECK(t.numel() >= min_numel,
-             "attention: {} has shape {} ({} elements), fewer than B*N*H*D = {}", what,
-             t.shape.str(), t.numel(), min_numel);
+  DAPE_CHECK(t.numel() >= min_numel, "attention: {} has shape {} ({} elements), fewer than {} = {}",
+             what, t.shape.str(), t.numel(), expected, min_numel);
+}
+
+// Row strides must cover a token's width; batch strides (between sequences) must at least keep
+// the sequences' rows apart when there is more than one.
+void expect_strides(const char* what, int64_t row_field, int64_t row, int64_t batch_field,
+                    int64_t batch, int64_t width, const char* width_name, int B) {
+  DAPE_CHECK(row_field >= 0 && row >= width,
+             "attention: {}'s row stride {} is shorter than a token's {} = {}", what, row,
+             width_name, width);
+  DAPE_CHECK(batch_field >= 0 && (B == 1 || batch >= width),
+             "attention: {}'s batch stride {} is shorter than a token's {} = {}", what, batch,
+             width_name, width);
 }
 
 Dims validate_inputs(const AttentionInputs& in, DType dt) {
@@ -59,20 +82,41 @@ Dims validate_inputs(const AttentionInputs& in, DType dt) {
   DAPE_CHECK(s.batch >= 1 && s.seq_len >= 1 && s.heads >= 1 && s.head_dim >= 1,
              "attention: sizes must be positive, got B={} N={} H={} D={}", s.batch, s.seq_len,
              s.heads, s.head_dim);
+  DAPE_CHECK(s.kv_len >= 0 && s.keys() >= s.seq_len,
+             "attention: kv_len {} is shorter than seq_len {} (the queries are the last seq_len "
+             "of the keys' positions)",
+             s.kv_len, s.seq_len);
+  DAPE_CHECK(s.head_begin >= 0 && s.local_heads >= 0 && s.head_begin + s.local() <= s.heads,
+             "attention: the local head range [{}, {}) (head_begin {}, local_heads {}) is not "
+             "inside the {} heads [0, {})",
+             s.head_begin, s.head_begin + s.local(), s.head_begin, s.local_heads, s.heads, s.heads);
   Dims d;
   d.B = s.batch;
   d.N = s.seq_len;
+  d.M = s.keys();
+  d.O = s.query_offset();
   d.H = s.heads;
+  d.H0 = s.head_begin;
+  d.Hl = s.local();
   d.D = s.head_dim;
-  d.stride = s.qkv_row_stride;
+  d.q_row = s.q_stride();
+  d.q_batch = s.q_batch();
+  d.k_row = s.k_stride();
+  d.k_batch = s.k_batch();
+  d.v_row = s.v_stride();
+  d.v_batch = s.v_batch();
   d.scheme = in.bias.scheme;
-  const int64_t HD = int64_t{d.H} * d.D;
-  DAPE_CHECK(d.stride >= HD, "attention: qkv_row_stride {} is shorter than a token's H*D = {}",
-             d.stride, HD);
-  const int64_t numel = int64_t{d.B} * d.N * HD;
-  expect_activation(in.q, dt, numel, "q");
-  expect_activation(in.k, dt, numel, "k");
-  expect_activation(in.v, dt, numel, "v");
+  const int64_t HD = int64_t{d.H} * d.D, HlD = int64_t{d.Hl} * d.D;
+  DAPE_CHECK(d.q_row >= HD,
+             "attention: qkv_row_stride {} (q's row stride) is shorter than a "
+             "token's H*D = {}",
+             d.q_row, HD);
+  expect_strides("k", s.k_row_stride, d.k_row, s.k_batch_stride, d.k_batch, HD, "H*D", d.B);
+  expect_strides("v", s.v_row_stride, d.v_row, s.v_batch_stride, d.v_batch, HlD,
+                 "local heads' Hl*D", d.B);
+  expect_activation(in.q, dt, int64_t{d.B} * d.N * HD, "q", "B*N*H*D");
+  expect_activation(in.k, dt, int64_t{d.B} * d.M * HD, "k", "B*kv_len*H*D");
+  expect_activation(in.v, dt, int64_t{d.B} * d.M * HlD, "v", "B*kv_len*Hl*D");
 
   const std::string H = std::to_string(d.H);
   if (d.scheme == PositionScheme::kerple) {
@@ -116,10 +160,10 @@ void expect_grad(const Tensor& grad, const Tensor& param, DType dt, const char* 
 }
 
 void validate_grads(const Dims& d, const AttentionInputs& in, const AttentionGrads& g, DType dt) {
-  const int64_t numel = int64_t{d.B} * d.N * d.H * d.D;
-  expect_activation(g.dq, dt, numel, "dq");
-  expect_activation(g.dk, dt, numel, "dk");
-  expect_activation(g.dv, dt, numel, "dv");
+  const int64_t HD = int64_t{d.H} * d.D, HlD = int64_t{d.Hl} * d.D;
+  expect_activation(g.dq, dt, int64_t{d.B} * d.N * HD, "dq", "B*N*H*D");
+  expect_activation(g.dk, dt, int64_t{d.B} * d.M * HD, "dk", "B*kv_len*H*D");
+  expect_activation(g.dv, dt, int64_t{d.B} * d.M * HlD, "dv", "B*kv_len*Hl*D");
   if (d.scheme == PositionScheme::kerple) {
     expect_grad(g.bias.kerple_p, in.bias.kerple_p, dt, "kerple_p");
     expect_grad(g.bias.kerple_a, in.bias.kerple_a, dt, "kerple_a");
@@ -191,7 +235,8 @@ void activation_backward(T* d, const T* z, int rows, int64_t ld, int np, bool le
 
 // ---- position-only quantities, computed once per call ------------------------------------------
 
-// FIRE's u(i, j) and its derivatives along one query row: j ∈ [0, i], zero up to np.
+// FIRE's u(i, j) and its derivatives along the row of query position i: j ∈ [0, i], zero up to
+// np.
 template <class T>
 struct FireRow {
   std::vector<T> u, du_dc, du_dmult;
@@ -210,10 +255,12 @@ struct FireRow {
   }
 };
 
-// B[h, i, j] for j ≤ i, as one contiguous row per (h, i):
-//   alibi, kerple: B depends on i − j only; a per-distance table stored in reverse order
-//                  (rev[h][N−1−r] = B at distance r) makes row i the slice starting at N−1−i.
-//   fire:          the full [H, N, N] table of g(u(i, j)).
+// B[h, i, j] for j ≤ i, as one contiguous row per (head h, query row t), at the query's absolute
+// position i = O + t:
+//   alibi, kerple: B depends on i − j only; a per-distance table of the M distances stored in
+//                  reverse order (rev[h][M−1−r] = B at distance r) makes the row of position i
+//                  the slice starting at M−1−i.
+//   fire:          the full [H, N, M] table of g(u(i, j)).
 //   none, learned, rope: one row of zeros.
 // Kerple's ∂B/∂p and ∂B/∂a are kept in the same reversed layout for backward. The per-distance
 // tables end with zeros, so a row can be read whole vectors at a time up to its tile's padded
@@ -222,14 +269,14 @@ template <class T>
 class PositionTable {
  public:
   PositionTable(const Dims& d, const PositionBias& bias) : d_(d) {
-    const int N = d.N, H = d.H;
-    const size_t distances = static_cast<size_t>(H) * N + simd::kLanes<T> + kQueryTile;
+    const int M = d.M, H = d.H;
+    const size_t distances = static_cast<size_t>(H) * M + simd::kLanes<T> + kQueryTile;
     switch (d.scheme) {
       case PositionScheme::alibi:
         values_.assign(distances, T(0));
         for (int h = 0; h < H; ++h) {
           const T slope = am::alibi_slope<T>(h, H);
-          for (int r = 0; r < N; ++r) values_[h * N + N - 1 - r] = am::alibi_bias(slope, T(r));
+          for (int r = 0; r < M; ++r) values_[h * M + M - 1 - r] = am::alibi_bias(slope, T(r));
         }
         break;
       case PositionScheme::kerple: {
@@ -240,8 +287,8 @@ class PositionTable {
         const T* a = bias.kerple_a.ptr<T>();
         for (int h = 0; h < H; ++h) {
           const T ph = am::kerple_clamp(p[h]), ah = am::kerple_clamp(a[h]);
-          for (int r = 0; r < N; ++r) {
-            const size_t at = static_cast<size_t>(h) * N + N - 1 - r;
+          for (int r = 0; r < M; ++r) {
+            const size_t at = static_cast<size_t>(h) * M + M - 1 - r;
             values_[at] = am::kerple_bias(ph, ah, T(r));
             kerple_dp_[at] = am::kerple_bias_dp(ah, T(r));
             kerple_da_[at] = am::kerple_bias_da(ph, ah, T(r));
@@ -255,32 +302,32 @@ class PositionTable {
       case PositionScheme::none:
       case PositionScheme::learned:
       case PositionScheme::rope:
-        values_.assign(N, T(0));
+        values_.assign(M, T(0));
         break;
     }
   }
 
-  // B[h, i, 0..i].
-  const T* row(int h, int i) const {
+  // B[h, O + t, 0..O + t] for query row t.
+  const T* row(int h, int t) const {
     switch (d_.scheme) {
       case PositionScheme::alibi:
       case PositionScheme::kerple:
-        return values_.data() + static_cast<size_t>(h) * d_.N + (d_.N - 1 - i);
+        return values_.data() + distance_row(h, t);
       case PositionScheme::fire:
-        return values_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N;
+        return values_.data() + (static_cast<size_t>(h) * d_.N + t) * d_.M;
       default:
         return values_.data();
     }
   }
-  // ∂B/∂p and ∂B/∂a along row i of head h; readable up to the row's padded length.
-  const T* kerple_dp_row(int h, int i) const {
-    return kerple_dp_.data() + static_cast<size_t>(h) * d_.N + (d_.N - 1 - i);
-  }
-  const T* kerple_da_row(int h, int i) const {
-    return kerple_da_.data() + static_cast<size_t>(h) * d_.N + (d_.N - 1 - i);
-  }
+  // ∂B/∂p and ∂B/∂a along query row t of head h; readable up to the row's padded length.
+  const T* kerple_dp_row(int h, int t) const { return kerple_dp_.data() + distance_row(h, t); }
+  const T* kerple_da_row(int h, int t) const { return kerple_da_.data() + distance_row(h, t); }
 
  private:
+  // Where the reversed distances of head h start for query row t: M − 1 − (O + t).
+  size_t distance_row(int h, int t) const {
+    return static_cast<size_t>(h) * d_.M + (d_.M - 1 - (d_.O + t));
+  }
   void build_fire_table(const PositionBias& bias);
 
   Dims d_;
@@ -290,9 +337,9 @@ class PositionTable {
 
 template <class T>
 void PositionTable<T>::build_fire_table(const PositionBias& bias) {
-  const int N = d_.N, H = d_.H, G = d_.G;
-  const int64_t ld = simd::padded<T>(N);
-  values_.assign(static_cast<size_t>(H) * N * N, T(0));
+  const int N = d_.N, M = d_.M, H = d_.H, G = d_.G;
+  const int64_t ld = simd::padded<T>(M);
+  values_.assign(static_cast<size_t>(H) * N * M, T(0));
   const T* w1 = bias.fire_w1.ptr<T>();
   const T* b1 = bias.fire_b1.ptr<T>();
   const T* w2 = bias.fire_w2.ptr<T>();
@@ -302,16 +349,16 @@ void PositionTable<T>::build_fire_table(const PositionBias& bias) {
     FireRow<T> fr(ld);
     std::vector<T> z(G * ld), act(G * ld), g(H * ld);
 #pragma omp for schedule(dynamic, 1)
-    for (int t = 0; t < N; ++t) {
-      const int i = N - 1 - t;  // longest rows first
-      const int n = i + 1, np = simd::padded<T>(n);
+    for (int task = 0; task < N; ++task) {
+      const int t = N - 1 - task;  // longest rows first
+      const int i = d_.O + t, n = i + 1, np = simd::padded<T>(n);
       fr.compute(i, bias, np);
       simd::panel_gemm(G, 1, w1, 1, 1, fr.u.data(), ld, z.data(), ld, np, b1, false);
       activate(z.data(), act.data(), G, ld, np, d_.g_leaky);
       simd::panel_gemm(H, G, w2, G, 1, act.data(), ld, g.data(), ld, np, b2, false);
       for (int h = 0; h < H; ++h)
         std::copy(g.data() + h * ld, g.data() + h * ld + n,
-                  values_.data() + (static_cast<size_t>(h) * N + i) * N);
+                  values_.data() + (static_cast<size_t>(h) * N + t) * M);
     }
   }
 }
@@ -364,25 +411,25 @@ void add_partials(const Tensor& grad, const std::vector<double>& partials, int b
 
 // ---- the per-call state -----------------------------------------------------------------------
 
-// One thread's scratch. Rows are `ld` = N padded to whole SIMD vectors. For each of the
+// One thread's scratch. Rows are `ld` = M padded to whole SIMD vectors. For each of the
 // kQueryTile query rows of a tile: f's input panel X = [S; B] of every head (2H rows), the logits
-// A (then P), and backward's dP, dA, ∂f/∂X (then dS) and dB; f's hidden layer and g's rows are
-// per query row. Past the row's last key j = i, X is zero, so f computes finite values there that
+// A (then P) of the local heads, backward's dP and dA of the local heads, and [dS; dB] of every
+// head (2H rows, which first hold f's input gradient); f's hidden layer and g's rows are per
+// query row. Past the row's last key j = i, X is zero, so f computes finite values there that
 // are never stored, and P and every gradient are zero, so those columns add nothing.
 template <class T>
 struct RowScratch {
-  std::vector<T> x, a, dp, da, dx, db;  // per tile row: 2H, H, H, H, 2H, H rows
-  std::vector<T> z, act, dz, du;        // one query row: max(W, G) rows, and g's du
+  std::vector<T> x, a, dp, da, dx;  // per tile row: 2H, Hl, Hl, Hl, 2H rows
+  std::vector<T> z, act, dz, du;    // one query row: max(W, G) rows, and g's du
   FireRow<T> fire;
   std::vector<simd::Vec<T>> grad;  // lane accumulators of the parameter gradients
 
   RowScratch(const Dims& d, int64_t ld, int64_t params)
       : x(kQueryTile * 2 * d.H * ld),
-        a(kQueryTile * d.H * ld),
+        a(kQueryTile * d.Hl * ld),
         dp(a.size()),
         da(a.size()),
         dx(x.size()),
-        db(a.size()),
         z(std::max(d.W, d.G) * ld),
         act(z.size()),
         dz(z.size()),
@@ -398,14 +445,14 @@ class ReferenceAttention {
       : in_(in),
         d_(d),
         layout_(d),
-        ld_(simd::padded<T>(d.N)),
+        ld_(simd::padded<T>(d.M)),
         table_(d, in.bias),
         scale_(T(1) / std::sqrt(static_cast<T>(d.D))),
         q_(in.q.ptr<T>()),
         k_(in.k.ptr<T>()),
         v_(in.v.ptr<T>()),
         Kt_(static_cast<size_t>(d.H) * d.D * ld_),
-        Vt_(Kt_.size()) {}
+        Vt_(static_cast<size_t>(d.Hl) * d.D * ld_) {}
 
   void forward(T* out, T* lse);
   void backward(const T* out, const T* lse, const T* dout, const AttentionGrads& grads);
@@ -413,39 +460,51 @@ class ReferenceAttention {
  private:
   using Rows = RowScratch<T>;
 
-  const T* q_at(int b, int n, int h) const {
-    return q_ + (int64_t{b} * d_.N + n) * d_.stride + int64_t{h} * d_.D;
+  // Token rows: query row t of q (and dq), key j of k (and dk) for head h of all H, key j of v
+  // (and dv) for local head hl.
+  int64_t q_offset(int b, int t, int h) const {
+    return b * d_.q_batch + t * d_.q_row + int64_t{h} * d_.D;
   }
-  const T* k_at(int b, int n, int h) const {
-    return k_ + (int64_t{b} * d_.N + n) * d_.stride + int64_t{h} * d_.D;
+  int64_t k_offset(int b, int j, int h) const {
+    return b * d_.k_batch + j * d_.k_row + int64_t{h} * d_.D;
   }
-  const T* v_at(int b, int n, int h) const {
-    return v_ + (int64_t{b} * d_.N + n) * d_.stride + int64_t{h} * d_.D;
+  int64_t v_offset(int b, int j, int hl) const {
+    return b * d_.v_batch + j * d_.v_row + int64_t{hl} * d_.D;
   }
-  int64_t out_index(int b, int n, int h) const {
-    return ((int64_t{b} * d_.N + n) * d_.H + h) * d_.D;
+  const T* q_at(int b, int t, int h) const { return q_ + q_offset(b, t, h); }
+  const T* k_at(int b, int j, int h) const { return k_ + k_offset(b, j, h); }
+  const T* v_at(int b, int j, int hl) const { return v_ + v_offset(b, j, hl); }
+  // out and dout [B, N, Hl, D], lse [B, Hl, N].
+  int64_t out_index(int b, int t, int hl) const {
+    return ((int64_t{b} * d_.N + t) * d_.Hl + hl) * d_.D;
   }
+  int64_t lse_index(int b, int t, int hl) const { return (int64_t{b} * d_.Hl + hl) * d_.N + t; }
   const T* Kt(int h) const { return Kt_.data() + static_cast<size_t>(h) * d_.D * ld_; }
-  const T* Vt(int h) const { return Vt_.data() + static_cast<size_t>(h) * d_.D * ld_; }
-  T* P_row(int h, int i) { return P_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
-  T* dS_row(int h, int i) { return dS_.data() + (static_cast<size_t>(h) * d_.N + i) * d_.N; }
+  const T* Vt(int hl) const { return Vt_.data() + static_cast<size_t>(hl) * d_.D * ld_; }
+  T* P_row(int hl, int t) { return P_.data() + (static_cast<size_t>(hl) * d_.N + t) * d_.M; }
+  T* dS_row(int h, int t) { return dS_.data() + (static_cast<size_t>(h) * d_.N + t) * d_.M; }
   // Strides between the panels of consecutive tile rows.
   int64_t x_stride() const { return 2 * int64_t{d_.H} * ld_; }
-  int64_t a_stride() const { return int64_t{d_.H} * ld_; }
+  int64_t a_stride() const { return int64_t{d_.Hl} * ld_; }
+  // Keys that query row t sees: j ≤ O + t.
+  int keys_of_row(int t) const { return d_.O + t + 1; }
 
   void transpose_kv(int b);
-  void tile_scores(int b, int i0, int R, int np, Rows& r);
-  void logits_row(int i, int np, T* x, T* a, Rows& r);
-  void forward_tile(int b, int i0, int R, Rows& r, T* out, T* lse);
-  void backward_tile(int b, int i0, int R, const T* out, const T* lse, const T* dout, T* dq,
+  void tile_scores(int b, int t0, int R, int np, Rows& r);
+  void logits_row(int t, int np, T* x, T* a, Rows& r);
+  void forward_tile(int b, int t0, int R, Rows& r, T* out, T* lse);
+  void backward_tile(int b, int t0, int R, const T* out, const T* lse, const T* dout, T* dq,
                      Rows& r);
-  const T* backward_row(int b, int i, int np, int t, const T* out, const T* lse, const T* dout,
-                        Rows& r);
-  void scheme_backward_row(int i, int np, const T* dB, Rows& r);
+  void backward_row(int b, int t, int np, int tile_row, const T* out, const T* lse, const T* dout,
+                    Rows& r);
+  void scheme_backward_row(int t, int np, const T* dB, Rows& r);
   void flush_gradients(Rows& r, double* partial);
-  template <int COLS>
-  void dkdv_columns(int b, int h, int j0, int jc, const T* dsT, const T* pT, const T* dout, T* dk,
-                    T* dv);
+  template <int COLS, bool WITH_V>
+  void dkdv_columns(int b, int h, int first_row, int jc, const T* dsT, const T* pT, const T* dout,
+                    T* dk, T* dv);
+  template <bool WITH_V>
+  void dkdv_range(int b, int h, int j0, int j1, int first_row, const T* dsT, const T* pT,
+                  const T* dout, T* dk, T* dv);
   void dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv, std::vector<T>& columns);
 
   const AttentionInputs& in_;
@@ -457,78 +516,82 @@ class ReferenceAttention {
   const T* q_;
   const T* k_;
   const T* v_;
-  // One batch element at a time: K and V transposed to [H, D, ld] (zero past N), so that the
-  // rows run over the key index j. Backward also materializes P and dS as [H, N, N] (j ≤ i
-  // written) for the pass over key columns that sums dk and dv.
+  // One batch element at a time: K (every head) and V (local heads) transposed to [heads, D, ld]
+  // (zero past M), so that the rows run over the key index j. Backward also materializes P
+  // ([Hl, N, M]) and dS ([H, N, M]), j ≤ O + t written, for the pass over key columns that sums
+  // dk and dv.
   std::vector<T> Kt_, Vt_;
   std::vector<T> P_, dS_;
 };
 
 template <class T>
 void ReferenceAttention<T>::transpose_kv(int b) {
-  const int N = d_.N, D = d_.D;
+  const int M = d_.M, D = d_.D;
 #pragma omp for schedule(static)
   for (int h = 0; h < d_.H; ++h)
-    for (int j = 0; j < N; ++j) {
+    for (int j = 0; j < M; ++j) {
       const T* kj = k_at(b, j, h);
-      const T* vj = v_at(b, j, h);
-      for (int e = 0; e < D; ++e) {
-        Kt_[(static_cast<size_t>(h) * D + e) * ld_ + j] = kj[e];
-        Vt_[(static_cast<size_t>(h) * D + e) * ld_ + j] = vj[e];
-      }
+      for (int e = 0; e < D; ++e) Kt_[(static_cast<size_t>(h) * D + e) * ld_ + j] = kj[e];
+      if (!d_.local(h)) continue;
+      const int hl = h - d_.H0;
+      const T* vj = v_at(b, j, hl);
+      for (int e = 0; e < D; ++e) Vt_[(static_cast<size_t>(hl) * D + e) * ld_ + j] = vj[e];
     }
 }
 
-// q_i·k_j for the R query rows from i0, every head, j < np, into the S rows of each tile row's X.
+// q_t·k_j for the R query rows from t0, every head, j < np, into the S rows of each tile row's X.
 template <class T>
-void ReferenceAttention<T>::tile_scores(int b, int i0, int R, int np, Rows& r) {
+void ReferenceAttention<T>::tile_scores(int b, int t0, int R, int np, Rows& r) {
   for (int h = 0; h < d_.H; ++h)
-    simd::panel_gemm(R, d_.D, q_at(b, i0, h), d_.stride, 1, Kt(h), ld_, r.x.data() + h * ld_,
+    simd::panel_gemm(R, d_.D, q_at(b, t0, h), d_.q_row, 1, Kt(h), ld_, r.x.data() + h * ld_,
                      x_stride(), np, nullptr, false);
 }
 
-// Query row i, given q_i·k_j in the S rows of x: S = q_i·k_j/sqrt(D) (zero past j = i) and B
-// complete f's input x = [S; B]; A = S + B (+ f(x)) goes to a, f's hidden layer (pre-activation
-// and activation) to r.z, r.act.
+// Query row t, given q_t·k_j in the S rows of x: S = q_t·k_j/sqrt(D) (zero past j = O + t) and B
+// complete f's input x = [S; B] for every head; A = S + B (+ f(x)) of the local heads goes to a,
+// f's hidden layer (pre-activation and activation) to r.z, r.act.
 template <class T>
-void ReferenceAttention<T>::logits_row(int i, int np, T* x, T* a, Rows& r) {
-  const int H = d_.H, n = i + 1;
+void ReferenceAttention<T>::logits_row(int t, int np, T* x, T* a, Rows& r) {
+  const int H = d_.H, n = keys_of_row(t);
   const int64_t ld = ld_;
   for (int h = 0; h < H; ++h) {
     T* __restrict s = x + h * ld;
     std::fill(s + n, s + np, T(0));  // masked keys: nothing of them reaches f
+#pragma omp simd
+    for (int j = 0; j < n; ++j) s[j] *= scale_;
     T* __restrict bias = x + (H + h) * ld;
-    const T* src = table_.row(h, i);
+    const T* src = table_.row(h, t);
     std::copy(src, src + n, bias);
     std::fill(bias + n, bias + np, T(0));
-    T* __restrict ah = a + h * ld;
-#pragma omp simd
-    for (int j = 0; j < np; ++j) {
-      s[j] *= scale_;
-      ah[j] = s[j] + bias[j];
-    }
   }
-  if (d_.dape) {
+  for (int hl = 0; hl < d_.Hl; ++hl) {
+    const T* __restrict s = x + (d_.H0 + hl) * ld;
+    const T* __restrict bias = x + (H + d_.H0 + hl) * ld;
+    T* __restrict ah = a + hl * ld;
+#pragma omp simd
+    for (int j = 0; j < np; ++j) ah[j] = s[j] + bias[j];
+  }
+  if (d_.dape) {  // f's output rows of the local heads only
     const auto& f = in_.dape;
     simd::panel_gemm(d_.W, 2 * H, f.w1.ptr<T>(), 2 * H, 1, x, ld, r.z.data(), ld, np, f.b1.ptr<T>(),
                      false);
     activate(r.z.data(), r.act.data(), d_.W, ld, np, /*leaky=*/true);
-    simd::panel_gemm(H, d_.W, f.w2.ptr<T>(), d_.W, 1, r.act.data(), ld, a, ld, np, f.b2.ptr<T>(),
-                     /*accumulate=*/true);
+    simd::panel_gemm(d_.Hl, d_.W, f.w2.ptr<T>() + int64_t{d_.H0} * d_.W, d_.W, 1, r.act.data(), ld,
+                     a, ld, np, f.b2.ptr<T>() + d_.H0, /*accumulate=*/true);
   }
 }
 
-// The R query rows from i0: logits, softmax (P zero past each row's last key), lse, out = P·V.
+// The R query rows from t0: logits, softmax (P zero past each row's last key), lse, out = P·V.
 template <class T>
-void ReferenceAttention<T>::forward_tile(int b, int i0, int R, Rows& r, T* out, T* lse) {
-  const int H = d_.H, N = d_.N, n_last = i0 + R, np = simd::padded<T>(n_last);
-  tile_scores(b, i0, R, np, r);
-  for (int t = 0; t < R; ++t) {
-    const int i = i0 + t, n = i + 1;
-    T* a = r.a.data() + t * a_stride();
-    logits_row(i, np, r.x.data() + t * x_stride(), a, r);
-    for (int h = 0; h < H; ++h) {
-      T* __restrict p = a + h * ld_;
+void ReferenceAttention<T>::forward_tile(int b, int t0, int R, Rows& r, T* out, T* lse) {
+  const int Hl = d_.Hl, n_last = keys_of_row(t0 + R - 1), np = simd::padded<T>(n_last);
+  tile_scores(b, t0, R, np, r);
+  for (int tr = 0; tr < R; ++tr) {
+    const int t = t0 + tr, n = keys_of_row(t);
+    T* a = r.a.data() + tr * a_stride();
+    logits_row(t, np, r.x.data() + tr * x_stride(), a, r);
+    for (int hl = 0; hl < Hl; ++hl) {
+      T* __restrict p = a + hl * ld_;
       const T m = simd::row_max(p, n);
       simd::exp_shifted(p, n, m);
       const T total = sum(p, n);
@@ -536,12 +599,12 @@ void ReferenceAttention<T>::forward_tile(int b, int i0, int R, Rows& r, T* out, 
 #pragma omp simd
       for (int j = 0; j < n; ++j) p[j] *= inv;
       std::fill(p + n, p + np, T(0));
-      lse[(int64_t{b} * H + h) * N + i] = m + std::log(total);
+      lse[lse_index(b, t, hl)] = m + std::log(total);
     }
   }
-  for (int h = 0; h < H; ++h)  // out = P·V
-    simd::weighted_row_sums(R, n_last, r.a.data() + h * ld_, a_stride(), v_at(b, 0, h), d_.stride,
-                            d_.D, T(1), out + out_index(b, i0, h), int64_t{H} * d_.D);
+  for (int hl = 0; hl < Hl; ++hl)  // out = P·V
+    simd::weighted_row_sums(R, n_last, r.a.data() + hl * ld_, a_stride(), v_at(b, 0, hl), d_.v_row,
+                            d_.D, T(1), out + out_index(b, t0, hl), int64_t{Hl} * d_.D);
 }
 
 template <class T>
@@ -553,34 +616,34 @@ void ReferenceAttention<T>::forward(T* out, T* lse) {
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
-      for (int t = 0; t < tiles; ++t) {
-        const int i0 = (tiles - 1 - t) * kQueryTile;  // longest rows first
-        forward_tile(b, i0, std::min(kQueryTile, N - i0), r, out, lse);
+      for (int task = 0; task < tiles; ++task) {
+        const int t0 = (tiles - 1 - task) * kQueryTile;  // longest rows first
+        forward_tile(b, t0, std::min(kQueryTile, N - t0), r, out, lse);
       }
     }  // the loop's barrier: Kt and Vt are free for the next batch element
   }
 }
 
-// The learned position parameters' gradients from the row's dB[h][j] (zero past the last key),
-// into the lane accumulators.
+// The learned position parameters' gradients from query row t's dB[h][j] (every head; zero past
+// the last key), into the lane accumulators.
 template <class T>
-void ReferenceAttention<T>::scheme_backward_row(int i, int np, const T* dB, Rows& r) {
+void ReferenceAttention<T>::scheme_backward_row(int t, int np, const T* dB, Rows& r) {
   const int H = d_.H;
   const int64_t ld = ld_;
   const ParamLayout& L = layout_;
   simd::Vec<T>* acc = r.grad.data();
   if (d_.scheme == PositionScheme::kerple) {
     for (int h = 0; h < H; ++h) {
-      simd::panel_outer(1, 1, dB + h * ld, ld, table_.kerple_dp_row(h, i), ld, np,
+      simd::panel_outer(1, 1, dB + h * ld, ld, table_.kerple_dp_row(h, t), ld, np,
                         acc + L.kerple_p + h);
-      simd::panel_outer(1, 1, dB + h * ld, ld, table_.kerple_da_row(h, i), ld, np,
+      simd::panel_outer(1, 1, dB + h * ld, ld, table_.kerple_da_row(h, t), ld, np,
                         acc + L.kerple_a + h);
     }
   } else if (d_.scheme == PositionScheme::fire) {
     // g's forward again, then its backward: dB is g's output gradient, u its input.
     const auto& f = in_.bias;
     const int G = d_.G;
-    r.fire.compute(i, f, np);
+    r.fire.compute(d_.O + t, f, np);
     const T* u = r.fire.u.data();
     simd::panel_gemm(G, 1, f.fire_w1.ptr<T>(), 1, 1, u, ld, r.z.data(), ld, np, f.fire_b1.ptr<T>(),
                      false);
@@ -598,89 +661,93 @@ void ReferenceAttention<T>::scheme_backward_row(int i, int np, const T* dB, Rows
   }
 }
 
-// Query row i (tile row t) of backward, given q_i·k_j and dP = dout_i·v_j in the tile panels:
-// recompute the logits and P (from the saved lse), then dA = P ⊙ (dP − dout_i·out_i), f's
-// backward (dA is its output gradient), dS = dA + ∂f/∂S and dB = dA + ∂f/∂B, the position
-// parameters' gradients; stores P and dS for the pass over key columns and returns the row's dS.
+// Query row t (tile row `tile_row`) of backward, given q_t·k_j and dP = dout_t·v_j in the tile
+// panels: recompute the logits and P of the local heads (from the saved lse), then
+// dA = P ⊙ (dP − dout_t·out_t); f's backward (dA is its output gradient on the local heads);
+// dS = dA + ∂f/∂S and dB = dA + ∂f/∂B for every head (dA counts on the local heads only), into
+// the tile row's [dS; dB] panel; the position parameters' gradients. Stores P and dS for the
+// pass over key columns.
 template <class T>
-const T* ReferenceAttention<T>::backward_row(int b, int i, int np, int t, const T* out,
-                                             const T* lse, const T* dout, Rows& r) {
-  const int H = d_.H, N = d_.N, D = d_.D, n = i + 1;
+void ReferenceAttention<T>::backward_row(int b, int t, int np, int tile_row, const T* out,
+                                         const T* lse, const T* dout, Rows& r) {
+  const int H = d_.H, Hl = d_.Hl, H0 = d_.H0, D = d_.D, n = keys_of_row(t);
   const int64_t ld = ld_;
-  T* x = r.x.data() + t * x_stride();
-  T* a = r.a.data() + t * a_stride();
-  T* dA = r.da.data() + t * a_stride();
-  logits_row(i, np, x, a, r);
-  for (int h = 0; h < H; ++h) {
-    T* __restrict p = a + h * ld;
-    simd::exp_shifted(p, n, lse[(int64_t{b} * H + h) * N + i]);
+  T* x = r.x.data() + tile_row * x_stride();
+  T* a = r.a.data() + tile_row * a_stride();
+  T* dA = r.da.data() + tile_row * a_stride();
+  logits_row(t, np, x, a, r);
+  for (int hl = 0; hl < Hl; ++hl) {
+    T* __restrict p = a + hl * ld;
+    simd::exp_shifted(p, n, lse[lse_index(b, t, hl)]);
     std::fill(p + n, p + np, T(0));
-    std::copy(p, p + n, P_row(h, i));
-    const T* g = dout + out_index(b, i, h);
-    const T delta = dot(g, out + out_index(b, i, h), D);
-    const T* __restrict dp = r.dp.data() + t * a_stride() + h * ld;
-    T* __restrict da = dA + h * ld;
+    std::copy(p, p + n, P_row(hl, t));
+    const T* g = dout + out_index(b, t, hl);
+    const T delta = dot(g, out + out_index(b, t, hl), D);
+    const T* __restrict dp = r.dp.data() + tile_row * a_stride() + hl * ld;
+    T* __restrict da = dA + hl * ld;
 #pragma omp simd
     for (int j = 0; j < np; ++j) da[j] = p[j] * (dp[j] - delta);
   }
-  const T* dS = dA;  // without DAPE, dS = dB = dA
-  const T* dB = dA;
+  T* dX = r.dx.data() + tile_row * x_stride();  // [dS; dB], 2H rows
   if (d_.dape) {
     const auto& f = in_.dape;
     const ParamLayout& L = layout_;
     const int W = d_.W;
-    T* dX = r.dx.data() + t * x_stride();
-    T* dBt = r.db.data() + t * a_stride();
     simd::Vec<T>* acc = r.grad.data();
-    simd::panel_outer(H, W, dA, ld, r.act.data(), ld, np, acc + L.dape_w2);
-    simd::panel_row_sums(H, dA, ld, np, acc + L.dape_b2);
-    simd::panel_gemm(W, H, f.w2.ptr<T>(), 1, W, dA, ld, r.dz.data(), ld, np, nullptr,
-                     false);  // d act = W2ᵀ·dA
+    // f's second layer: only the local heads' output rows have a gradient.
+    simd::panel_outer(Hl, W, dA, ld, r.act.data(), ld, np, acc + L.dape_w2 + int64_t{H0} * W);
+    simd::panel_row_sums(Hl, dA, ld, np, acc + L.dape_b2 + H0);
+    simd::panel_gemm(W, Hl, f.w2.ptr<T>() + int64_t{H0} * W, 1, W, dA, ld, r.dz.data(), ld, np,
+                     nullptr, false);  // d act = W2[local]ᵀ·dA
     activation_backward(r.dz.data(), r.z.data(), W, ld, np, /*leaky=*/true);
     simd::panel_outer(W, 2 * H, r.dz.data(), ld, x, ld, np, acc + L.dape_w1);
     simd::panel_row_sums(W, r.dz.data(), ld, np, acc + L.dape_b1);
     simd::panel_gemm(2 * H, W, f.w1.ptr<T>(), 1, 2 * H, r.dz.data(), ld, dX, ld, np, nullptr,
-                     false);  // dX = W1ᵀ·dZ
-    for (int h = 0; h < H; ++h) {
-      const T* __restrict da = dA + h * ld;
-      T* __restrict ds = dX + h * ld;  // dS overwrites ∂f/∂S
-      const T* __restrict dxb = dX + (H + h) * ld;
-      T* __restrict db = dBt + h * ld;
+                     false);           // ∂f/∂X = W1ᵀ·dZ
+    for (int hl = 0; hl < Hl; ++hl) {  // A = S + B + f: dA also reaches S and B of its head
+      const T* __restrict da = dA + hl * ld;
+      T* __restrict ds = dX + (H0 + hl) * ld;
+      T* __restrict db = dX + (H + H0 + hl) * ld;
 #pragma omp simd
       for (int j = 0; j < np; ++j) {
-        db[j] = da[j] + dxb[j];
         ds[j] += da[j];
+        db[j] += da[j];
       }
     }
-    dS = dX;
-    dB = dBt;
+  } else {  // A = S + B: dS = dB = dA on the local heads, zero on the others
+    for (int h = 0; h < H; ++h) {
+      T* ds = dX + h * ld;
+      T* db = dX + (H + h) * ld;
+      if (d_.local(h)) {
+        const T* da = dA + (h - H0) * ld;
+        std::copy(da, da + np, ds);
+        std::copy(da, da + np, db);
+      } else {
+        std::fill(ds, ds + np, T(0));
+        std::fill(db, db + np, T(0));
+      }
+    }
   }
   if (d_.scheme == PositionScheme::kerple || d_.scheme == PositionScheme::fire)
-    scheme_backward_row(i, np, dB, r);
-  for (int h = 0; h < H; ++h) std::copy(dS + h * ld, dS + h * ld + n, dS_row(h, i));
-  return dS;
+    scheme_backward_row(t, np, dX + H * ld, r);
+  for (int h = 0; h < H; ++h) std::copy(dX + h * ld, dX + h * ld + n, dS_row(h, t));
 }
 
-// The R query rows from i0: q·kᵀ and dP = dout·vᵀ for the tile, every row's backward, then
-// dq = dS·K/sqrt(D).
+// The R query rows from t0: q·kᵀ and dP = dout·vᵀ for the tile, every row's backward, then
+// dq = dS·K/sqrt(D) for every head.
 template <class T>
-void ReferenceAttention<T>::backward_tile(int b, int i0, int R, const T* out, const T* lse,
+void ReferenceAttention<T>::backward_tile(int b, int t0, int R, const T* out, const T* lse,
                                           const T* dout, T* dq, Rows& r) {
-  const int H = d_.H, N = d_.N, D = d_.D, n_last = i0 + R, np = simd::padded<T>(n_last);
-  tile_scores(b, i0, R, np, r);
-  for (int h = 0; h < H; ++h)
-    simd::panel_gemm(R, D, dout + out_index(b, i0, h), int64_t{H} * D, 1, Vt(h), ld_,
-                     r.dp.data() + h * ld_, a_stride(), np, nullptr, false);
-  const T* dS0 = nullptr;
-  for (int t = 0; t < R; ++t) {
-    const T* dS = backward_row(b, i0 + t, np, t, out, lse, dout, r);
-    if (t == 0) dS0 = dS;
-  }
-  const int64_t ds_stride = d_.dape ? x_stride() : a_stride();
-  for (int h = 0; h < H; ++h)
-    simd::weighted_row_sums(R, n_last, dS0 + h * ld_, ds_stride, k_at(b, 0, h), d_.stride, D,
-                            scale_, dq + (int64_t{b} * N + i0) * d_.stride + int64_t{h} * D,
-                            d_.stride);
+  const int H = d_.H, Hl = d_.Hl, D = d_.D, n_last = keys_of_row(t0 + R - 1);
+  const int np = simd::padded<T>(n_last);
+  tile_scores(b, t0, R, np, r);
+  for (int hl = 0; hl < Hl; ++hl)
+    simd::panel_gemm(R, D, dout + out_index(b, t0, hl), int64_t{Hl} * D, 1, Vt(hl), ld_,
+                     r.dp.data() + hl * ld_, a_stride(), np, nullptr, false);
+  for (int tr = 0; tr < R; ++tr) backward_row(b, t0 + tr, np, tr, out, lse, dout, r);
+  for (int h = 0; h < H; ++h)  // the dS rows of tile row 0, then of the next rows at x_stride
+    simd::weighted_row_sums(R, n_last, r.dx.data() + h * ld_, x_stride(), k_at(b, 0, h), d_.k_row,
+                            D, scale_, dq + q_offset(b, t0, h), d_.q_row);
 }
 
 // Adds the lane accumulators to a row block's partial (lanes summed in order) and clears them.
@@ -692,91 +759,111 @@ void ReferenceAttention<T>::flush_gradients(Rows& r, double* partial) {
   }
 }
 
-// dk_j = Σ_{i ≥ j} dS[h, i, j]·q_i / sqrt(D) and dv_j = Σ_{i ≥ j} P[h, i, j]·dout_i for COLS key
-// columns from jc, one SIMD vector of the head dimension at a time, each summed over i in order.
-// dsT and pT hold the columns of the block transposed ([column][i − j0]); P and dS are zero above
-// the diagonal, so the rows i ≥ jc can all be included.
+// dk_j = Σ_t dS[h, t, j]·q_t / sqrt(D) and (WITH_V, h local) dv_j = Σ_t P[h, t, j]·dout_t for
+// COLS key columns from jc, one SIMD vector of the head dimension at a time, each summed over the
+// query rows t in order. dsT and pT hold the columns of the block transposed
+// ([column][t − first_row]); P and dS are zero above the diagonal, so every row from the first
+// one that sees key jc can be included.
 template <class T>
-template <int COLS>
-void ReferenceAttention<T>::dkdv_columns(int b, int h, int j0, int jc, const T* dsT, const T* pT,
-                                         const T* dout, T* dk, T* dv) {
+template <int COLS, bool WITH_V>
+void ReferenceAttention<T>::dkdv_columns(int b, int h, int first_row, int jc, const T* dsT,
+                                         const T* pT, const T* dout, T* dk, T* dv) {
   constexpr int L = simd::kLanes<T>;
-  const int N = d_.N, D = d_.D, rows = N - j0;
-  auto dst = [&](T* base, int c) {
-    return base + (int64_t{b} * N + jc + c) * d_.stride + int64_t{h} * D;
-  };
+  const int N = d_.N, D = d_.D, rows = N - first_row, hl = h - d_.H0;
+  const int t_start = std::max(0, jc - d_.O);  // the first query row that sees key jc
   const T* ds[COLS];
   const T* p[COLS];
   for (int c = 0; c < COLS; ++c) {
-    ds[c] = dsT + static_cast<size_t>(jc - j0 + c) * rows;  // indexed by i − j0
-    p[c] = pT + static_cast<size_t>(jc - j0 + c) * rows;
+    ds[c] = dsT + static_cast<size_t>(c) * rows;  // indexed by t − first_row
+    p[c] = pT + static_cast<size_t>(c) * rows;
   }
+  auto dk_at = [&](int c) { return dk + k_offset(b, jc + c, h); };
+  auto dv_at = [&](int c) { return dv + v_offset(b, jc + c, hl); };
   int e = 0;
   for (; e + L <= D; e += L) {
     simd::Vec<T> ak[COLS] = {}, av[COLS] = {};
-    for (int i = jc; i < N; ++i) {
-      const simd::Vec<T> qv = simd::load(q_at(b, i, h) + e);
-      const simd::Vec<T> gv = simd::load(dout + out_index(b, i, h) + e);
-      for (int c = 0; c < COLS; ++c) {
-        ak[c] += ds[c][i - j0] * qv;
-        av[c] += p[c][i - j0] * gv;
+    for (int t = t_start; t < N; ++t) {
+      const simd::Vec<T> qv = simd::load(q_at(b, t, h) + e);
+      for (int c = 0; c < COLS; ++c) ak[c] += ds[c][t - first_row] * qv;
+      if constexpr (WITH_V) {
+        const simd::Vec<T> gv = simd::load(dout + out_index(b, t, hl) + e);
+        for (int c = 0; c < COLS; ++c) av[c] += p[c][t - first_row] * gv;
       }
     }
     for (int c = 0; c < COLS; ++c) {
-      simd::store(dst(dk, c) + e, ak[c] * scale_);
-      simd::store(dst(dv, c) + e, av[c]);
+      simd::store(dk_at(c) + e, ak[c] * scale_);
+      if constexpr (WITH_V) simd::store(dv_at(c) + e, av[c]);
     }
   }
   for (; e < D; ++e) {
     T ak[COLS] = {}, av[COLS] = {};
-    for (int i = jc; i < N; ++i) {
-      const T qe = q_at(b, i, h)[e], ge = dout[out_index(b, i, h) + e];
-      for (int c = 0; c < COLS; ++c) {
-        ak[c] += ds[c][i - j0] * qe;
-        av[c] += p[c][i - j0] * ge;
+    for (int t = t_start; t < N; ++t) {
+      const T qe = q_at(b, t, h)[e];
+      for (int c = 0; c < COLS; ++c) ak[c] += ds[c][t - first_row] * qe;
+      if constexpr (WITH_V) {
+        const T ge = dout[out_index(b, t, hl) + e];
+        for (int c = 0; c < COLS; ++c) av[c] += p[c][t - first_row] * ge;
       }
     }
     for (int c = 0; c < COLS; ++c) {
-      dst(dk, c)[e] = ak[c] * scale_;
-      dst(dv, c)[e] = av[c];
+      dk_at(c)[e] = ak[c] * scale_;
+      if constexpr (WITH_V) dv_at(c)[e] = av[c];
     }
   }
 }
 
-// dk and dv of the key columns [j0, j0 + kColumnBlock) of head h. The block's columns of dS and
-// P are first copied out transposed (each row of them read once), so the sums over i stream
-// contiguous memory.
+// dk (and, for a local head, dv) of the key columns [j0, j0 + kColumnBlock) of head h. The
+// block's columns of dS (and P) are first copied out transposed (each row of them read once), so
+// the sums over t stream contiguous memory. Only the query rows from the first that sees key j0
+// contribute.
 template <class T>
 void ReferenceAttention<T>::dkdv_block(int b, int h, int j0, const T* dout, T* dk, T* dv,
                                        std::vector<T>& columns) {
-  const int N = d_.N, j1 = std::min(N, j0 + kColumnBlock), width = j1 - j0, rows = N - j0;
+  const int N = d_.N, j1 = std::min(d_.M, j0 + kColumnBlock), width = j1 - j0;
+  const int first_row = std::max(0, j0 - d_.O), rows = N - first_row;
+  const bool local = d_.local(h);
   T* dsT = columns.data();
   T* pT = columns.data() + static_cast<size_t>(kColumnBlock) * N;
-  for (int i = j0; i < N; ++i) {
-    const T* ds = dS_row(h, i) + j0;
-    const T* p = P_row(h, i) + j0;
-    for (int c = 0; c < width; ++c) {
-      dsT[static_cast<size_t>(c) * rows + (i - j0)] = ds[c];
-      pT[static_cast<size_t>(c) * rows + (i - j0)] = p[c];
-    }
+  for (int t = first_row; t < N; ++t) {
+    const T* ds = dS_row(h, t) + j0;
+    for (int c = 0; c < width; ++c) dsT[static_cast<size_t>(c) * rows + (t - first_row)] = ds[c];
+    if (!local) continue;
+    const T* p = P_row(h - d_.H0, t) + j0;
+    for (int c = 0; c < width; ++c) pT[static_cast<size_t>(c) * rows + (t - first_row)] = p[c];
   }
+  if (local)
+    dkdv_range<true>(b, h, j0, j1, first_row, dsT, pT, dout, dk, dv);
+  else
+    dkdv_range<false>(b, h, j0, j1, first_row, dsT, pT, dout, dk, dv);
+}
+
+// Columns [j0, j1) four at a time, then one at a time; dsT and pT start at column j0.
+template <class T>
+template <bool WITH_V>
+void ReferenceAttention<T>::dkdv_range(int b, int h, int j0, int j1, int first_row, const T* dsT,
+                                       const T* pT, const T* dout, T* dk, T* dv) {
+  const size_t rows = static_cast<size_t>(d_.N - first_row);
   int jc = j0;
-  for (; jc + 4 <= j1; jc += 4) dkdv_columns<4>(b, h, j0, jc, dsT, pT, dout, dk, dv);
-  for (; jc < j1; ++jc) dkdv_columns<1>(b, h, j0, jc, dsT, pT, dout, dk, dv);
+  for (; jc + 4 <= j1; jc += 4)
+    dkdv_columns<4, WITH_V>(b, h, first_row, jc, dsT + (jc - j0) * rows, pT + (jc - j0) * rows,
+                            dout, dk, dv);
+  for (; jc < j1; ++jc)
+    dkdv_columns<1, WITH_V>(b, h, first_row, jc, dsT + (jc - j0) * rows, pT + (jc - j0) * rows,
+                            dout, dk, dv);
 }
 
 template <class T>
 void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
                                      const AttentionGrads& grads) {
-  const int N = d_.N, H = d_.H;
-  P_.assign(static_cast<size_t>(H) * N * N, T(0));
-  dS_.assign(P_.size(), T(0));
+  const int N = d_.N, M = d_.M, H = d_.H;
+  P_.assign(static_cast<size_t>(d_.Hl) * N * M, T(0));
+  dS_.assign(static_cast<size_t>(H) * N * M, T(0));
   T* dq = grads.dq.ptr<T>();
   T* dk = grads.dk.ptr<T>();
   T* dv = grads.dv.ptr<T>();
   const ParamLayout& L = layout_;
   const int blocks = (N + kRowBlock - 1) / kRowBlock;
-  const int column_blocks = (N + kColumnBlock - 1) / kColumnBlock;
+  const int column_blocks = (M + kColumnBlock - 1) / kColumnBlock;
   std::vector<double> partials(static_cast<size_t>(blocks) * L.total, 0.0);
 #pragma omp parallel
   {
@@ -785,16 +872,17 @@ void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
-      for (int t = 0; t < blocks; ++t) {
-        const int block = blocks - 1 - t;  // longest rows first
-        const int i_end = std::min(N, (block + 1) * kRowBlock);
-        for (int i0 = block * kRowBlock; i0 < i_end; i0 += kQueryTile)
-          backward_tile(b, i0, std::min(kQueryTile, i_end - i0), out, lse, dout, dq, r);
+      for (int task = 0; task < blocks; ++task) {
+        const int block = blocks - 1 - task;  // longest rows first
+        const int t_end = std::min(N, (block + 1) * kRowBlock);
+        for (int t0 = block * kRowBlock; t0 < t_end; t0 += kQueryTile)
+          backward_tile(b, t0, std::min(kQueryTile, t_end - t0), out, lse, dout, dq, r);
         flush_gradients(r, partials.data() + static_cast<size_t>(block) * L.total);
       }  // barrier: P and dS are complete for this batch element
 #pragma omp for schedule(dynamic, 1)
-      for (int t = 0; t < H * column_blocks; ++t)
-        dkdv_block(b, t / column_blocks, (t % column_blocks) * kColumnBlock, dout, dk, dv, columns);
+      for (int task = 0; task < H * column_blocks; ++task)
+        dkdv_block(b, task / column_blocks, (task % column_blocks) * kColumnBlock, dout, dk, dv,
+                   columns);
       // barrier before the next batch element overwrites Kt, Vt, P and dS
     }
   }

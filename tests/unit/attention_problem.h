@@ -3,17 +3,30 @@
  * double, run through an Ops backend's attention (forward, or forward and backward) in whatever
  * float type the backend computes.
  *
- * q, k and v live in one fused [B·N, stride] buffer (q at column 0, k at H·D, v at 2·H·D) with a
- * stride one element longer than 3·H·D, so every test also exercises the strided layout. For
- * rope, rotary is applied to q and k through the rope op before attention and its transpose to
- * dq and dk after, as the model does. The loss whose gradients backward computes is
- * Σ out ⊙ grad_out.
+ * Shapes: N queries over M ≥ N keys (query t at position M − N + t), H heads, and optionally a
+ * local head range. The host holds q [B, N, H, D], k and v [B, M, H, D] and grad_out [B, N, H, D]
+ * for every head; a call with a head range reads v and grad_out of its local heads only (v as a
+ * view starting at the first local head, so its head index is local) and returns out and lse of
+ * those heads.
+ *
+ * Layouts. With M = N and no request for separate buffers, q, k and v live in one fused
+ * [B·N, stride] buffer (q at column 0, k at H·D, v at 2·H·D) with a stride one element longer
+ * than 3·H·D, so every such test also exercises the strided layout. Otherwise q, k and v (and
+ * dq, dk, dv) get buffers of their own, each with its own row stride longer than a token and
+ * padding rows between sequences (so the batch strides are not keys × row stride); the padding
+ * holds NaN, which any read of it would spread, and backward must leave it untouched.
+ *
+ * For rope, rotary is applied to q (at positions M − N + t) and k (at positions j) through the
+ * rope op before attention, and its transpose to dq and dk after, as the model does. The loss
+ * whose gradients backward computes is Σ out ⊙ grad_out over the local heads.
  */
 #pragma once
 
+#include <cmath>
 #include <map>
 #include <ostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -31,11 +44,22 @@ struct AttentionCase {
   int G = 4;            // g's width (FIRE)
   float fire_L = 3.0f;  // small, so that max(i, |L_mult·L|) takes both sides within N
   bool fire_leaky = false;
+  int M = 0;                 // keys per sequence (kv_len); 0: N
+  bool separate_kv = false;  // q, k, v in buffers of their own even when M = N
+  int head_begin = 0;        // the local head range [head_begin, head_begin + local_heads)
+  int local_heads = 0;       // 0: every head
+
+  int keys() const { return M > 0 ? M : N; }
+  int local() const { return local_heads > 0 ? local_heads : H; }
+  bool fused_layout() const { return keys() == N && !separate_kv; }
 
   std::string name() const {
-    return std::string(position_scheme_name(scheme)) + (dape ? "_dape" : "") + "_B" +
-           std::to_string(B) + "N" + std::to_string(N) + "H" + std::to_string(H) + "D" +
-           std::to_string(D);
+    std::string s = fmt::format("{}{}_B{}N{}H{}D{}", position_scheme_name(scheme),
+                                dape ? "_dape" : "", B, N, H, D);
+    if (keys() != N) s += fmt::format("M{}", keys());
+    if (!fused_layout()) s += "_separate";
+    if (local() != H) s += fmt::format("_heads{}to{}", head_begin, head_begin + local());
+    return s;
   }
 };
 
@@ -53,11 +77,12 @@ inline void fill(Ops& ops, const Tensor& t, double value) {
 class AttentionProblem {
  public:
   AttentionProblem(const AttentionCase& c, uint64_t seed) : c_(c) {
-    const size_t act = static_cast<size_t>(c.B) * c.N * c.H * c.D;
-    values["q"] = random_vector(act, seed + 1, -1.0, 1.0);
-    values["k"] = random_vector(act, seed + 2, -1.0, 1.0);
-    values["v"] = random_vector(act, seed + 3, -1.0, 1.0);
-    grad_out = random_vector(act, seed + 4, -1.0, 1.0);
+    const size_t queries = static_cast<size_t>(c.B) * c.N * c.H * c.D;
+    const size_t keys = static_cast<size_t>(c.B) * c.keys() * c.H * c.D;
+    values["q"] = random_vector(queries, seed + 1, -1.0, 1.0);
+    values["k"] = random_vector(keys, seed + 2, -1.0, 1.0);
+    values["v"] = random_vector(keys, seed + 3, -1.0, 1.0);
+    grad_out = random_vector(queries, seed + 4, -1.0, 1.0);
     if (c.scheme == PositionScheme::kerple) {
       values["kerple_p"] = random_vector(c.H, seed + 5, 0.3, 2.0);
       values["kerple_a"] = random_vector(c.H, seed + 6, 0.1, 1.0);
@@ -78,12 +103,40 @@ class AttentionProblem {
   }
 
   const AttentionCase& config() const { return c_; }
+  // The fused layout's row stride.
   int64_t stride() const { return 3 * int64_t{c_.H} * c_.D + 1; }
-  AttentionShape shape() const { return AttentionShape{c_.B, c_.N, c_.H, c_.D, stride()}; }
+
+  // Where q, k and v (and their gradients) live: row and batch strides, in elements.
+  struct Layout {
+    int64_t q_row, q_batch, k_row, k_batch, v_row, v_batch;
+  };
+  Layout layout() const {
+    const int64_t HD = int64_t{c_.H} * c_.D, N = c_.N, M = c_.keys();
+    if (c_.fused_layout())
+      return {stride(), N * stride(), stride(), N * stride(), stride(), N * stride()};
+    // Rows longer than a token; two padding rows after each sequence's keys, one after values.
+    return {HD + 1, N * (HD + 1), HD + 3, (M + 2) * (HD + 3), HD + 5, (M + 1) * (HD + 5)};
+  }
+
+  AttentionShape shape() const {
+    AttentionShape s{c_.B, c_.N, c_.H, c_.D, layout().q_row};
+    if (!c_.fused_layout()) {
+      const Layout l = layout();
+      s.kv_len = c_.keys();
+      s.k_row_stride = l.k_row;
+      s.k_batch_stride = l.k_batch;
+      s.v_row_stride = l.v_row;
+      s.v_batch_stride = l.v_batch;
+    }
+    s.head_begin = c_.head_begin;
+    s.local_heads = c_.local_heads;
+    return s;
+  }
 
   struct Result {
-    std::vector<double> out, lse;
-    std::map<std::string, std::vector<double>> grads;  // by input name
+    std::vector<double> out, lse;                      // [B, N, Hl, D], [B, Hl, N]
+    std::map<std::string, std::vector<double>> grads;  // by input name; v's non-local heads 0
+    bool padding_intact = true;  // backward wrote nothing outside the rows of dq, dk, dv
   };
 
   // Forward only (backward = false) or forward and backward. Parameter gradients start at
@@ -91,18 +144,62 @@ class AttentionProblem {
   // overwritten everywhere).
   Result run(Ops& ops, bool backward, double grad_init = 0.0) const {
     const AttentionCase& c = c_;
-    const int64_t HD = int64_t{c.H} * c.D, rows = int64_t{c.B} * c.N;
-    DeviceBuffer qkv = ops.float_buffer({rows, stride()});
-    {
-      std::vector<double> host(static_cast<size_t>(rows * stride()), 0.0);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t e = 0; e < HD; ++e) {
-          host[r * stride() + e] = values.at("q")[r * HD + e];
-          host[r * stride() + HD + e] = values.at("k")[r * HD + e];
-          host[r * stride() + 2 * HD + e] = values.at("v")[r * HD + e];
-        }
-      ops.copy_from_host(qkv, host.data(), DType::f64);
+    const int64_t HD = int64_t{c.H} * c.D, HlD = int64_t{c.local()} * c.D;
+    const int N = c.N, M = c.keys(), O = M - N;
+    const Layout l = layout();
+    const double nan = std::nan("");
+
+    // Host images of the q, k, v buffers (one fused buffer, or three), padding NaN.
+    std::vector<double> qh, kh, vh;
+    const int64_t q_size = c.B * l.q_batch, k_size = c.B * l.k_batch, v_size = c.B * l.v_batch;
+    if (c.fused_layout()) {
+      qh.assign(static_cast<size_t>(q_size), 0.0);
+    } else {
+      qh.assign(static_cast<size_t>(q_size), nan);
+      kh.assign(static_cast<size_t>(k_size), nan);
+      vh.assign(static_cast<size_t>(v_size), nan);
     }
+    std::vector<double>& kimg = c.fused_layout() ? qh : kh;
+    std::vector<double>& vimg = c.fused_layout() ? qh : vh;
+    const int64_t k_col = c.fused_layout() ? HD : 0, v_col = c.fused_layout() ? 2 * HD : 0;
+    for (int b = 0; b < c.B; ++b) {
+      for (int t = 0; t < N; ++t)
+        for (int64_t e = 0; e < HD; ++e)
+          qh[b * l.q_batch + t * l.q_row + e] = values.at("q")[(int64_t{b} * N + t) * HD + e];
+      for (int j = 0; j < M; ++j)
+        for (int64_t e = 0; e < HD; ++e) {
+          kimg[b * l.k_batch + j * l.k_row + k_col + e] =
+              values.at("k")[(int64_t{b} * M + j) * HD + e];
+          vimg[b * l.v_batch + j * l.v_row + v_col + e] =
+              values.at("v")[(int64_t{b} * M + j) * HD + e];
+        }
+    }
+    auto upload_image = [&](const std::vector<double>& host) {
+      DeviceBuffer buf = ops.float_buffer({static_cast<int64_t>(host.size())});
+      ops.copy_from_host(buf, host.data(), DType::f64);
+      return buf;
+    };
+    DeviceBuffer qbuf = upload_image(qh), kbuf, vbuf;
+    if (!c.fused_layout()) {
+      kbuf = upload_image(kh);
+      vbuf = upload_image(vh);
+    }
+    // Views of q, k, v (v from its first local head) in the buffers.
+    auto at = [&](const Tensor& buf, int64_t offset, Shape s) {
+      return Tensor(static_cast<char*>(buf.data) + offset * dtype_size(buf.dtype), buf.dtype, s);
+    };
+    auto qkv_views = [&](const Tensor& qb, const Tensor& kb, const Tensor& vb) {
+      struct {
+        Tensor q, k, v;
+      } r;
+      const Tensor& kt = c.fused_layout() ? qb : kb;
+      const Tensor& vt = c.fused_layout() ? qb : vb;
+      r.q = at(qb, 0, Shape{c.B, N, c.H, c.D});
+      r.k = at(kt, k_col, Shape{c.B, M, c.H, c.D});
+      r.v = at(vt, v_col + int64_t{c.head_begin} * c.D, Shape{c.B, M, c.local(), c.D});
+      return r;
+    };
+
     std::map<std::string, DeviceBuffer> params, pgrads;
     auto param = [&](const char* name) -> Tensor {
       const auto& v = values.at(name);
@@ -119,16 +216,13 @@ class AttentionProblem {
       pgrads[name] = std::move(b);
       return t;
     };
-    auto view = [&](const Tensor& fused, int64_t column) {
-      return Tensor(static_cast<char*>(fused.data) + column * dtype_size(fused.dtype), fused.dtype,
-                    Shape{rows, HD});
-    };
 
     AttentionInputs in;
     in.shape = shape();
-    in.q = view(qkv, 0);
-    in.k = view(qkv, HD);
-    in.v = view(qkv, 2 * HD);
+    const auto views = qkv_views(qbuf, kbuf, vbuf);
+    in.q = views.q;
+    in.k = views.k;
+    in.v = views.v;
     in.bias.scheme = c.scheme;
     if (c.scheme == PositionScheme::kerple) {
       in.bias.kerple_p = param("kerple_p");
@@ -152,26 +246,57 @@ class AttentionProblem {
       in.dape.b2 = param("dape_b2");
     }
     const bool rope = c.scheme == PositionScheme::rope;
-    if (rope) ops.rope_forward(in.q, in.k, in.shape, 0, attention_math::kRopeBase);
+    // RoPE on q (positions O + t) and k (positions j), or the transpose on dq and dk.
+    auto rotate = [&](const Tensor& q, const Tensor& k, bool transpose) {
+      auto apply = [&](const Tensor& a, const Tensor& b, const AttentionShape& s, int pos) {
+        if (transpose)
+          ops.rope_backward(a, b, s, pos, attention_math::kRopeBase);
+        else
+          ops.rope_forward(a, b, s, pos, attention_math::kRopeBase);
+      };
+      if (c.fused_layout()) return apply(q, k, in.shape, 0);
+      // The op rotates a pair of tensors at the same positions and stride: q and k differ in
+      // both here, so each sequence of each is rotated with a scratch partner.
+      for (int b = 0; b < c.B; ++b) {
+        for (const auto& [x, rows, row, batch, pos] :
+             {std::tuple{q, N, l.q_row, l.q_batch, O}, std::tuple{k, M, l.k_row, l.k_batch, 0}}) {
+          DeviceBuffer partner = ops.float_buffer({rows * row});
+          fill(ops, partner, 0.0);
+          AttentionShape s{1, rows, c.H, c.D, row};
+          apply(at(x, b * batch, Shape{rows, HD}), partner, s, pos);
+        }
+      }
+    };
+    if (rope) rotate(in.q, in.k, false);
 
-    DeviceBuffer out = ops.float_buffer({c.B, c.N, c.H, c.D});
-    DeviceBuffer lse = ops.float_buffer({c.B, c.H, c.N});
-    fill(ops, out, std::nan(""));
-    fill(ops, lse, std::nan(""));
+    DeviceBuffer out = ops.float_buffer({c.B, N, c.local(), c.D});
+    DeviceBuffer lse = ops.float_buffer({c.B, c.local(), N});
+    fill(ops, out, nan);
+    fill(ops, lse, nan);
     ops.attention_forward(in, out, lse, AttentionImpl::reference);
     Result r;
     r.out = download<double>(ops, out);
     r.lse = download<double>(ops, lse);
     if (!backward) return r;
 
-    DeviceBuffer dqkv = ops.float_buffer({rows, stride()});
-    fill(ops, dqkv, std::nan(""));
-    DeviceBuffer dout = ops.float_buffer({c.B, c.N, c.H, c.D});
-    ops.copy_from_host(dout, grad_out.data(), DType::f64);
+    DeviceBuffer dqbuf = upload_image(std::vector<double>(qh.size(), nan)), dkbuf, dvbuf;
+    if (!c.fused_layout()) {
+      dkbuf = upload_image(std::vector<double>(kh.size(), nan));
+      dvbuf = upload_image(std::vector<double>(vh.size(), nan));
+    }
+    std::vector<double> dout_host;
+    for (int b = 0; b < c.B; ++b)
+      for (int t = 0; t < N; ++t)
+        for (int64_t e = 0; e < HlD; ++e)
+          dout_host.push_back(
+              grad_out[(int64_t{b} * N + t) * HD + int64_t{c.head_begin} * c.D + e]);
+    DeviceBuffer dout = ops.float_buffer({c.B, N, c.local(), c.D});
+    ops.copy_from_host(dout, dout_host.data(), DType::f64);
     AttentionGrads g;
-    g.dq = view(dqkv, 0);
-    g.dk = view(dqkv, HD);
-    g.dv = view(dqkv, 2 * HD);
+    const auto dviews = qkv_views(dqbuf, dkbuf, dvbuf);
+    g.dq = dviews.q;
+    g.dk = dviews.k;
+    g.dv = dviews.v;
     g.bias.scheme = c.scheme;
     if (c.scheme == PositionScheme::kerple) {
       g.bias.kerple_p = pgrad("kerple_p");
@@ -193,25 +318,54 @@ class AttentionProblem {
       g.dape.b2 = pgrad("dape_b2");
     }
     ops.attention_backward(in, out, lse, dout, g, AttentionImpl::reference);
-    if (rope) ops.rope_backward(g.dq, g.dk, in.shape, 0, attention_math::kRopeBase);
+    if (rope) rotate(g.dq, g.dk, true);
 
-    const auto fused = download<double>(ops, dqkv);
-    for (const char* name : {"q", "k", "v"}) r.grads[name].resize(static_cast<size_t>(rows * HD));
-    for (int64_t row = 0; row < rows; ++row)
-      for (int64_t e = 0; e < HD; ++e) {
-        r.grads["q"][row * HD + e] = fused[row * stride() + e];
-        r.grads["k"][row * HD + e] = fused[row * stride() + HD + e];
-        r.grads["v"][row * HD + e] = fused[row * stride() + 2 * HD + e];
-      }
+    const auto dq = download<double>(ops, dqbuf);
+    const auto dk = c.fused_layout() ? dq : download<double>(ops, dkbuf);
+    const auto dv = c.fused_layout() ? dq : download<double>(ops, dvbuf);
+    r.grads["q"].assign(values.at("q").size(), 0.0);
+    r.grads["k"].assign(values.at("k").size(), 0.0);
+    r.grads["v"].assign(values.at("v").size(), 0.0);
+    for (int b = 0; b < c.B; ++b) {
+      for (int t = 0; t < N; ++t)
+        for (int64_t e = 0; e < HD; ++e)
+          r.grads["q"][(int64_t{b} * N + t) * HD + e] = dq[b * l.q_batch + t * l.q_row + e];
+      for (int j = 0; j < M; ++j)
+        for (int64_t e = 0; e < HD; ++e) {
+          r.grads["k"][(int64_t{b} * M + j) * HD + e] = dk[b * l.k_batch + j * l.k_row + k_col + e];
+          const bool local = e / c.D >= c.head_begin && e / c.D < c.head_begin + c.local();
+          if (local)
+            r.grads["v"][(int64_t{b} * M + j) * HD + e] =
+                dv[b * l.v_batch + j * l.v_row + v_col + e];
+        }
+    }
+    if (!c.fused_layout()) {  // everything outside the rows (of dv: of the local heads) is NaN
+      auto intact = [&](const std::vector<double>& img, int rows, int64_t row, int64_t batch,
+                        int64_t first, int64_t width) {
+        for (size_t i = 0; i < img.size(); ++i) {
+          const int64_t in_seq = static_cast<int64_t>(i) % batch, e = in_seq % row;
+          const bool inside = in_seq / row < rows && e >= first && e < first + width;
+          if (!inside && !std::isnan(img[i])) return false;
+        }
+        return true;
+      };
+      r.padding_intact = intact(dq, N, l.q_row, l.q_batch, 0, HD) &&
+                         intact(dk, M, l.k_row, l.k_batch, 0, HD) &&
+                         intact(dv, M, l.v_row, l.v_batch, int64_t{c.head_begin} * c.D, HlD);
+    }
     for (const auto& [name, buf] : pgrads) r.grads[name] = download<double>(ops, buf);
     return r;
   }
 
-  // Σ out ⊙ grad_out of a forward run.
+  // Σ out ⊙ grad_out over the local heads of a forward run.
   double loss(Ops& ops) const {
     const auto out = run(ops, false).out;
+    const int Hl = c_.local();
     double s = 0;
-    for (size_t i = 0; i < out.size(); ++i) s += out[i] * grad_out[i];
+    for (size_t i = 0; i < out.size(); ++i) {
+      const size_t row = i / (static_cast<size_t>(Hl) * c_.D), in_row = i % (Hl * c_.D);
+      s += out[i] * grad_out[row * c_.H * c_.D + c_.head_begin * c_.D + in_row];
+    }
     return s;
   }
 

@@ -1,15 +1,20 @@
 // The reference attention in double: forward against a naive scalar evaluation of the math
 // written here, every gradient against central finite differences, for every scheme with and
-// without DAPE, odd sizes and N = 1; then the edges (clamp, tie, accumulation, causality,
-// saturation, bad arguments) and determinism across thread counts.
+// without DAPE, odd sizes and N = 1, keys beyond the queries, separate strided k and v buffers
+// and local head ranges; head ranges that sum to the full call; the decode identity (the last
+// queries over cached keys are the full call's last rows); then the edges (clamp, tie,
+// accumulation, causality, saturation, bad arguments) and determinism across thread counts.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/attention_reference.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "tests/unit/attention_problem.h"
 
@@ -34,6 +39,7 @@ std::vector<double> reference_slopes(int n) {  // the ALiBi reference get_slopes
   return s;
 }
 
+// out [B, N, H, D] and lse [B, H, N] of every head.
 struct NaiveResult {
   std::vector<double> out, lse;
 };
@@ -41,22 +47,24 @@ struct NaiveResult {
 NaiveResult naive_attention(const AttentionProblem& p) {
   const AttentionCase& c = p.config();
   const auto& val = p.values;
-  const int B = c.B, N = c.N, H = c.H, D = c.D;
-  auto at = [&](int b, int n, int h) { return ((int64_t{b} * N + n) * H + h) * D; };
+  const int B = c.B, N = c.N, M = c.keys(), O = M - N, H = c.H, D = c.D;
+  auto q_at = [&](int b, int t, int h) { return ((int64_t{b} * N + t) * H + h) * D; };
+  auto k_at = [&](int b, int j, int h) { return ((int64_t{b} * M + j) * H + h) * D; };
   std::vector<double> q = val.at("q"), k = val.at("k");
   if (c.scheme == PositionScheme::rope) {
-    for (auto* x : {&q, &k})
-      for (int b = 0; b < B; ++b)
-        for (int n = 0; n < N; ++n)
-          for (int h = 0; h < H; ++h) {
-            double* v = x->data() + at(b, n, h);
-            std::vector<double> in(v, v + D);
-            for (int d = 0; d < D; ++d) {
-              const double angle = n * std::pow(10000.0, -2.0 * (d % (D / 2)) / D);
-              const double rot = d < D / 2 ? -in[d + D / 2] : in[d - D / 2];
-              v[d] = in[d] * std::cos(angle) + rot * std::sin(angle);
-            }
-          }
+    auto rotate = [&](double* v, int pos) {
+      std::vector<double> in(v, v + D);
+      for (int d = 0; d < D; ++d) {
+        const double angle = pos * std::pow(10000.0, -2.0 * (d % (D / 2)) / D);
+        const double rot = d < D / 2 ? -in[d + D / 2] : in[d - D / 2];
+        v[d] = in[d] * std::cos(angle) + rot * std::sin(angle);
+      }
+    };
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h) {
+        for (int t = 0; t < N; ++t) rotate(q.data() + q_at(b, t, h), O + t);
+        for (int j = 0; j < M; ++j) rotate(k.data() + k_at(b, j, h), j);
+      }
   }
   const auto slopes = reference_slopes(H);
   auto bias = [&](int h, int i, int j) -> double {
@@ -89,13 +97,14 @@ NaiveResult naive_attention(const AttentionProblem& p) {
   NaiveResult r;
   r.out.assign(val.at("q").size(), 0.0);
   r.lse.assign(static_cast<size_t>(B) * H * N, 0.0);
-  std::vector<double> A(static_cast<size_t>(H) * N), S(H), Bv(H);
+  std::vector<double> A(static_cast<size_t>(H) * M), S(H), Bv(H);
   for (int b = 0; b < B; ++b)
-    for (int i = 0; i < N; ++i) {
+    for (int t = 0; t < N; ++t) {
+      const int i = O + t;  // the query's position
       for (int j = 0; j <= i; ++j) {
         for (int h = 0; h < H; ++h) {
           double s = 0;
-          for (int d = 0; d < D; ++d) s += q[at(b, i, h) + d] * k[at(b, j, h) + d];
+          for (int d = 0; d < D; ++d) s += q[q_at(b, t, h) + d] * k[k_at(b, j, h) + d];
           S[h] = s / std::sqrt(static_cast<double>(D));
           Bv[h] = bias(h, i, j);
         }
@@ -112,20 +121,39 @@ NaiveResult naive_attention(const AttentionProblem& p) {
               f += val.at("dape_w2")[h * c.W + w] * (z > 0 ? z : 0.01 * z);
             }
           }
-          A[h * N + j] = S[h] + Bv[h] + f;
+          A[h * M + j] = S[h] + Bv[h] + f;
         }
       }
       for (int h = 0; h < H; ++h) {
         double m = -INFINITY, total = 0;
-        for (int j = 0; j <= i; ++j) m = std::max(m, A[h * N + j]);
-        for (int j = 0; j <= i; ++j) total += std::exp(A[h * N + j] - m);
-        r.lse[(int64_t{b} * H + h) * N + i] = m + std::log(total);
+        for (int j = 0; j <= i; ++j) m = std::max(m, A[h * M + j]);
+        for (int j = 0; j <= i; ++j) total += std::exp(A[h * M + j] - m);
+        r.lse[(int64_t{b} * H + h) * N + t] = m + std::log(total);
         for (int j = 0; j <= i; ++j) {
-          const double pij = std::exp(A[h * N + j] - m) / total;
-          for (int d = 0; d < D; ++d) r.out[at(b, i, h) + d] += pij * val.at("v")[at(b, j, h) + d];
+          const double pij = std::exp(A[h * M + j] - m) / total;
+          for (int d = 0; d < D; ++d)
+            r.out[q_at(b, t, h) + d] += pij * val.at("v")[k_at(b, j, h) + d];
         }
       }
     }
+  return r;
+}
+
+// The heads [h0, h0 + hl) of out [rows, H, D] (as [rows, hl, D]) or of lse [B, H, N] (as
+// [B, hl, N]).
+std::vector<double> out_heads(const std::vector<double>& out, int H, int D, int h0, int hl) {
+  std::vector<double> r;
+  const size_t rows = out.size() / (static_cast<size_t>(H) * D);
+  for (size_t row = 0; row < rows; ++row)
+    for (int h = h0; h < h0 + hl; ++h)
+      for (int d = 0; d < D; ++d) r.push_back(out[(row * H + h) * D + d]);
+  return r;
+}
+std::vector<double> lse_heads(const std::vector<double>& lse, int B, int H, int N, int h0, int hl) {
+  std::vector<double> r;
+  for (int b = 0; b < B; ++b)
+    for (int h = h0; h < h0 + hl; ++h)
+      for (int t = 0; t < N; ++t) r.push_back(lse[(static_cast<size_t>(b) * H + h) * N + t]);
   return r;
 }
 
@@ -141,13 +169,19 @@ class AttentionReferenceGradients : public ::testing::TestWithParam<AttentionCas
 
 TEST_P(AttentionReferenceGradients, ForwardMatchesNaiveAndGradientsMatchFiniteDifferences) {
   CpuOps ops(DType::f64);
-  AttentionProblem p(GetParam(), 42);
+  const AttentionCase& c = GetParam();
+  AttentionProblem p(c, 42);
   const auto analytic = p.run(ops, /*backward=*/true);
   ASSERT_TRUE(all_finite(analytic.out) && all_finite(analytic.lse));
+  EXPECT_TRUE(analytic.padding_intact) << "backward wrote outside the rows of dq, dk or dv";
 
   const NaiveResult naive = naive_attention(p);
-  EXPECT_LE(test::max_abs_diff(analytic.out, naive.out), 1e-12);
-  EXPECT_LE(test::max_abs_diff(analytic.lse, naive.lse), 1e-12);
+  EXPECT_LE(
+      test::max_abs_diff(analytic.out, out_heads(naive.out, c.H, c.D, c.head_begin, c.local())),
+      1e-12);
+  EXPECT_LE(test::max_abs_diff(analytic.lse,
+                               lse_heads(naive.lse, c.B, c.H, c.N, c.head_begin, c.local())),
+            1e-12);
 
   size_t checked = 0;
   for (auto& [name, x] : p.values) {
@@ -155,11 +189,10 @@ TEST_P(AttentionReferenceGradients, ForwardMatchesNaiveAndGradientsMatchFiniteDi
     const auto& g = analytic.grads.at(name);
     ASSERT_TRUE(all_finite(g)) << name;
     const auto numeric = test::finite_difference_gradient(x, [&] { return p.loss(ops); });
-    test::expect_gradients_close(g, numeric, 1e-6, 1e-8, GetParam().name() + " d/d" + name);
+    test::expect_gradients_close(g, numeric, 1e-6, 1e-8, c.name() + " d/d" + name);
     ++checked;
   }
   // q, k, v and every learned parameter of the configuration.
-  const AttentionCase& c = GetParam();
   size_t expected = 3 + (c.dape ? 4 : 0) + (c.scheme == PositionScheme::kerple ? 2 : 0) +
                     (c.scheme == PositionScheme::fire ? 6 : 0);
   EXPECT_EQ(checked, expected);
@@ -182,6 +215,28 @@ std::vector<AttentionCase> gradient_cases() {
       one.H = 2;
       one.W = 3;
       cases.push_back(one);
+      // Keys beyond the queries (decoding with a KV cache), k and v in padded buffers.
+      AttentionCase kv = c;
+      kv.N = 3;
+      kv.M = 8;
+      cases.push_back(kv);
+      AttentionCase kv_one = one;  // one query over nine keys
+      kv_one.M = 9;
+      cases.push_back(kv_one);
+      AttentionCase strided = c;  // separate buffers and strides, no offset
+      strided.separate_kv = true;
+      cases.push_back(strided);
+      // A local head range, in the fused layout and with keys beyond the queries.
+      AttentionCase heads = c;
+      heads.H = 4;
+      heads.head_begin = 1;
+      heads.local_heads = 2;
+      cases.push_back(heads);
+      AttentionCase heads_kv = kv;
+      heads_kv.H = 4;
+      heads_kv.head_begin = 3;
+      heads_kv.local_heads = 1;
+      cases.push_back(heads_kv);
     }
   return cases;
 }
@@ -189,6 +244,134 @@ std::vector<AttentionCase> gradient_cases() {
 INSTANTIATE_TEST_SUITE_P(AllSchemes, AttentionReferenceGradients,
                          ::testing::ValuesIn(gradient_cases()),
                          [](const auto& test_info) { return test_info.param.name(); });
+
+// ---- the head-range decomposition and the decode identity, every scheme ------------------------
+
+struct SchemeCase {
+  PositionScheme scheme;
+  bool dape;
+};
+
+std::string scheme_case_name(const ::testing::TestParamInfo<SchemeCase>& info) {
+  return std::string(position_scheme_name(info.param.scheme)) + (info.param.dape ? "_dape" : "");
+}
+
+std::vector<SchemeCase> scheme_cases() {
+  std::vector<SchemeCase> cases;
+  for (auto scheme : {PositionScheme::none, PositionScheme::rope, PositionScheme::alibi,
+                      PositionScheme::kerple, PositionScheme::fire})
+    for (bool dape : {false, true}) cases.push_back({scheme, dape});
+  return cases;
+}
+
+AttentionCase scheme_case(const SchemeCase& s) {
+  AttentionCase c;
+  c.scheme = s.scheme;
+  c.dape = s.dape;
+  c.fire_leaky = s.dape;
+  return c;
+}
+
+// max |a − b| ≤ tol · max(1, max |b|).
+void expect_close(const std::vector<double>& a, const std::vector<double>& b, double tol,
+                  const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  EXPECT_LE(test::scaled_error(a, b), tol) << what;
+}
+
+class AttentionReferenceHeadRanges : public ::testing::TestWithParam<SchemeCase> {};
+
+// Split H = 4 into head ranges: each piece's out and lse are the full call's for its heads, its
+// dv is the full dv of its heads, and dq, dk and every parameter gradient summed over the pieces
+// are the full call's. In the fused layout and with 3 queries over 8 keys in separate buffers.
+TEST_P(AttentionReferenceHeadRanges, PiecesSumToTheFullCall) {
+  CpuOps ops(DType::f64);
+  for (const bool kv : {false, true}) {
+    AttentionCase c = scheme_case(GetParam());
+    c.H = 4;
+    if (kv) {
+      c.N = 3;
+      c.M = 8;
+    }
+    const AttentionProblem full_problem(c, 31);
+    const auto full = full_problem.run(ops, true);
+    for (const auto& split : std::vector<std::vector<int>>{{0, 2, 4}, {0, 1, 4}, {0, 3, 4}}) {
+      std::map<std::string, std::vector<double>> summed;
+      for (size_t piece = 0; piece + 1 < split.size(); ++piece) {
+        AttentionCase pc = c;
+        pc.head_begin = split[piece];
+        pc.local_heads = split[piece + 1] - split[piece];
+        AttentionProblem p(pc, 31);  // the same inputs: the seed fixes them
+        const auto r = p.run(ops, true);
+        const std::string what = pc.name();
+        expect_close(r.out, out_heads(full.out, c.H, c.D, pc.head_begin, pc.local_heads), 1e-13,
+                     what + " out");
+        expect_close(r.lse, lse_heads(full.lse, c.B, c.H, c.N, pc.head_begin, pc.local_heads),
+                     1e-13, what + " lse");
+        EXPECT_TRUE(r.padding_intact) << what;
+        for (const auto& [name, g] : r.grads) {
+          auto& s = summed[name];
+          if (s.empty()) s.assign(g.size(), 0.0);
+          for (size_t i = 0; i < g.size(); ++i) s[i] += g[i];
+        }
+      }
+      ASSERT_EQ(summed.size(), full.grads.size());
+      for (const auto& [name, g] : full.grads)
+        expect_close(summed.at(name), g, 1e-12,
+                     c.name() + " split at " + std::to_string(split[1]) + ": d/d" + name);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSchemes, AttentionReferenceHeadRanges,
+                         ::testing::ValuesIn(scheme_cases()), scheme_case_name);
+
+class AttentionReferenceDecode : public ::testing::TestWithParam<SchemeCase> {};
+
+// Queries that are the last n positions over all the keys (a KV-cache decoding step) give the
+// rows of a full causal call over the same keys at those positions: n = 1 (one new token) and
+// n = 3 (several), in float64 and float32.
+TEST_P(AttentionReferenceDecode, LastQueriesOverCachedKeysEqualTheFullCallsRows) {
+  for (DType dt : {DType::f64, DType::f32}) {
+    CpuOps ops(dt);
+    AttentionCase c = scheme_case(GetParam());
+    c.N = 9;
+    c.fire_L = 5.0f;  // the threshold falls inside the rows decoded below
+    const AttentionProblem full_problem(c, 37);
+    const auto full = full_problem.run(ops, false);
+    for (const int n : {1, 3}) {
+      AttentionCase kc = c;
+      kc.N = n;
+      kc.M = c.N;
+      AttentionProblem p(kc, 37);
+      p.values = full_problem.values;  // the same keys and values; q: the last n rows of the full
+      const size_t row = static_cast<size_t>(c.H) * c.D;
+      p.values["q"].clear();
+      for (int b = 0; b < c.B; ++b) {
+        const auto& fq = full_problem.values.at("q");
+        const auto first = fq.begin() + static_cast<int64_t>((b * c.N + c.N - n) * row);
+        p.values["q"].insert(p.values["q"].end(), first, first + static_cast<int64_t>(n * row));
+      }
+      const auto r = p.run(ops, false);
+      std::vector<double> want_out, want_lse;
+      for (int b = 0; b < c.B; ++b)
+        for (int t = c.N - n; t < c.N; ++t)
+          for (size_t e = 0; e < row; ++e)
+            want_out.push_back(full.out[(static_cast<size_t>(b) * c.N + t) * row + e]);
+      for (int b = 0; b < c.B; ++b)
+        for (int h = 0; h < c.H; ++h)
+          for (int t = c.N - n; t < c.N; ++t)
+            want_lse.push_back(full.lse[(static_cast<size_t>(b) * c.H + h) * c.N + t]);
+      const double tol = dt == DType::f64 ? 1e-13 : 1e-6;
+      const std::string what = kc.name() + " in " + dtype_name(dt);
+      expect_close(r.out, want_out, tol, what + " out");
+      expect_close(r.lse, want_lse, tol, what + " lse");
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSchemes, AttentionReferenceDecode, ::testing::ValuesIn(scheme_cases()),
+                         scheme_case_name);
 
 // ---- edges --------------------------------------------------------------------------------------
 
@@ -342,6 +525,69 @@ TEST(AttentionReference, RejectsParametersOfTheWrongShape) {
   }
 }
 
+TEST(AttentionReference, RejectsInconsistentShapes) {
+  CpuOps ops(DType::f64);
+  AttentionCase c;  // B=2 N=7 H=3 D=4
+  const int64_t HD = c.H * c.D;
+  DeviceBuffer big = ops.float_buffer({c.B * 16 * 3 * HD});
+  DeviceBuffer out = ops.float_buffer({c.B, c.N, c.H, c.D});
+  DeviceBuffer lse = ops.float_buffer({c.B, c.H, c.N});
+  auto attempt = [&](const std::function<void(AttentionShape&)>& change,
+                     std::initializer_list<const char*> parts) {
+    AttentionInputs in;
+    in.shape = AttentionShape{c.B, c.N, c.H, c.D, 3 * HD};
+    change(in.shape);
+    in.q = in.k = in.v = big.tensor();
+    expect_internal_error(
+        [&] {
+          cpu::attention_reference_forward<double>(in, out.tensor().ptr<double>(),
+                                                   lse.tensor().ptr<double>());
+        },
+        parts);
+  };
+  attempt([](AttentionShape& s) { s.kv_len = 5; }, {"kv_len 5", "seq_len 7"});
+  attempt([](AttentionShape& s) { s.kv_len = -1; }, {"kv_len -1"});
+  attempt(
+      [](AttentionShape& s) {
+        s.head_begin = 2;
+        s.local_heads = 2;
+      },
+      {"head range [2, 4)", "3 heads"});
+  attempt([](AttentionShape& s) { s.head_begin = -1; }, {"head range", "head_begin -1"});
+  attempt([](AttentionShape& s) { s.qkv_row_stride = 11; }, {"q's row stride", "H*D = 12"});
+  attempt([](AttentionShape& s) { s.k_row_stride = 10; }, {"k's row stride 10", "H*D = 12"});
+  attempt(
+      [](AttentionShape& s) {
+        s.local_heads = 2;
+        s.v_row_stride = 7;
+      },
+      {"v's row stride 7", "Hl*D = 8"});
+  attempt([](AttentionShape& s) { s.k_batch_stride = 4; }, {"k's batch stride 4", "H*D = 12"});
+  attempt([](AttentionShape& s) { s.v_batch_stride = -3; }, {"v's batch stride"});
+  {  // k holds fewer elements than B × kv_len keys
+    AttentionInputs in;
+    in.shape = AttentionShape{c.B, c.N, c.H, c.D, HD};
+    in.shape.kv_len = 9;
+    in.q = big.tensor();
+    in.k = big.tensor().slice(0, {c.B * 8 * HD});
+    in.v = big.tensor();
+    expect_internal_error(
+        [&] {
+          cpu::attention_reference_forward<double>(in, out.tensor().ptr<double>(),
+                                                   lse.tensor().ptr<double>());
+        },
+        {"k has shape", "B*kv_len*H*D = 216"});
+  }
+  {  // CpuOps sizes out by the local heads
+    AttentionInputs in;
+    in.shape = AttentionShape{c.B, c.N, c.H, c.D, HD};
+    in.shape.local_heads = 2;
+    in.q = in.k = in.v = big.tensor();
+    expect_internal_error([&] { ops.attention_forward(in, out, lse, AttentionImpl::reference); },
+                          {"attention_forward: out", "expected 112"});
+  }
+}
+
 // ---- determinism --------------------------------------------------------------------------------
 
 class ThreadCount {
@@ -365,38 +611,45 @@ void expect_bitwise_equal(const AttentionProblem::Result& a, const AttentionProb
 
 TEST(AttentionReference, ResultsAreBitwiseIdenticalAcrossRunsAndThreadCounts) {
   CpuOps ops(DType::f32);
-  for (auto scheme : {PositionScheme::kerple, PositionScheme::fire}) {
-    AttentionCase c;
-    c.scheme = scheme;
-    c.dape = true;
-    c.fire_leaky = true;
-    c.B = 2;
-    c.N = 45;  // several row blocks and column blocks, the last ones partial
-    c.H = 4;
-    c.D = 8;
-    c.W = 16;
-    c.G = 16;
-    c.fire_L = 20.0f;
-    AttentionProblem p(c, 23);
-    AttentionProblem::Result one, two, two_again, three;
-    {
-      ThreadCount t(1);
-      one = p.run(ops, true);
+  for (auto scheme : {PositionScheme::kerple, PositionScheme::fire})
+    for (bool kv_and_heads : {false, true}) {
+      AttentionCase c;
+      c.scheme = scheme;
+      c.dape = true;
+      c.fire_leaky = true;
+      c.B = 2;
+      c.N = 45;  // several row blocks and column blocks, the last ones partial
+      c.H = 4;
+      c.D = 8;
+      c.W = 16;
+      c.G = 16;
+      c.fire_L = 20.0f;
+      if (kv_and_heads) {  // 19 queries over 45 keys, heads [1, 3)
+        c.M = c.N;
+        c.N = 19;
+        c.head_begin = 1;
+        c.local_heads = 2;
+      }
+      AttentionProblem p(c, 23);
+      AttentionProblem::Result one, two, two_again, three;
+      {
+        ThreadCount t(1);
+        one = p.run(ops, true);
+      }
+      {
+        ThreadCount t(2);
+        two = p.run(ops, true);
+        two_again = p.run(ops, true);
+      }
+      {
+        ThreadCount t(3);
+        three = p.run(ops, true);
+      }
+      const std::string name = c.name();
+      expect_bitwise_equal(two, two_again, name + ": two runs on 2 threads");
+      expect_bitwise_equal(one, two, name + ": 1 thread vs 2");
+      expect_bitwise_equal(one, three, name + ": 1 thread vs 3");
     }
-    {
-      ThreadCount t(2);
-      two = p.run(ops, true);
-      two_again = p.run(ops, true);
-    }
-    {
-      ThreadCount t(3);
-      three = p.run(ops, true);
-    }
-    const std::string name = position_scheme_name(scheme);
-    expect_bitwise_equal(two, two_again, name + ": two runs on 2 threads");
-    expect_bitwise_equal(one, two, name + ": 1 thread vs 2");
-    expect_bitwise_equal(one, three, name + ": 1 thread vs 3");
-  }
 }
 
 }  // namespace
