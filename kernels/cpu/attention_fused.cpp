@@ -97,9 +97,10 @@ Call<T> make_call(const AttentionInputs& in) {
   DAPE_CHECK(c.qs >= HD && c.ks >= HD && c.vs >= HlD,
              "fused attention: row strides q {} k {} v {} are shorter than a row (H·D = {}, Hl·D = {})",
              c.qs, c.ks, c.vs, HD, HlD);
-  check_tensor(in.q, dt, (int64_t{c.B} * c.Nq - 1) * c.qs + HD, "q");
-  check_tensor(in.k, dt, int64_t{c.B - 1} * c.kbs + int64_t{c.Nk - 1} * c.ks + HD, "k");
-  check_tensor(in.v, dt, int64_t{c.B - 1} * c.vbs + int64_t{c.Nk - 1} * c.vs + HlD, "v");
+  // q, k and v are strided views: their shapes give the logical size, not the memory extent.
+  check_tensor(in.q, dt, int64_t{c.B} * c.Nq * HD, "q");
+  check_tensor(in.k, dt, int64_t{c.B} * c.Nk * HD, "k");
+  check_tensor(in.v, dt, int64_t{c.B} * c.Nk * HlD, "v");
   c.q = in.q.ptr<T>();
   c.k = in.k.ptr<T>();
   c.v = in.v.ptr<T>();
@@ -455,7 +456,8 @@ struct GradLayout {
 
 template <class T>
 void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b, int i0, const T* out,
-                   const T* lse, const T* dout, T* dq, T* dk_acc, T* dv_acc, Vec<T>* acc) {
+                   const T* lse, const T* dout, T* dq, T* dk_acc, T* dv_acc, Vec<T>* acc,
+                   double* partial) {
   const int R = std::min(kBq, c.Nq - i0), H = c.H, D = c.D, Hl = c.Hl, h0 = c.h0, W = c.W;
   const int np = R * kBk;
   const int64_t HD = int64_t{H} * D, HlD = int64_t{Hl} * D;
@@ -466,9 +468,9 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
     for (int r = 0; r < R; ++r) {
       const T* o = out + (int64_t{b} * c.Nq + i0 + r) * HlD + hl * D;
       const T* g = dout_rows + r * HlD + hl * D;
-      T s = 0;
-      for (int d = 0; d < D; ++d) s += o[d] * g[d];
-      t.di[hl * kBq + r] = s;
+      double s = 0;
+      for (int d = 0; d < D; ++d) s += static_cast<double>(o[d]) * g[d];
+      t.di[hl * kBq + r] = static_cast<T>(s);
     }
   // Heads whose dS (and dB) this call produces: all with DAPE (f mixes them), else the local ones.
   const int ds_begin = c.dape ? 0 : h0, ds_end = c.dape ? H : h0 + Hl;
@@ -591,20 +593,26 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
       T* dk = dk_acc + (int64_t{b} * c.Nk + j0) * HD + h * D;
       simd::weighted_row_sums_acc(cols, R, ds, 1, kBk, t.qsc.data() + h * D, HD, D, T(1), dk, HD);
     }
+    // The lane accumulators hold one tile's terms; the sum over tiles runs in double, which
+    // keeps f's weight gradients (sums over N² pairs with heavy cancellation) accurate.
+    for (int64_t i = 0; i < gl.total; ++i) {
+      partial[i] += static_cast<double>(simd::lane_sum<T>(acc[i]));
+      acc[i] = Vec<T>{};
+    }
   }
   for (int r = 0; r < R; ++r)
     std::copy(t.dq.data() + r * HD, t.dq.data() + (r + 1) * HD, dq + (int64_t{b} * c.Nq + i0 + r) * c.qs);
 }
 
-// grad[i] += Σ_task partial[task][offset + i], in task order.
+// grad[i] += Σ_task partial[task][offset + i], summed in double in task order.
 template <class T>
-void add_partials(const Tensor& grad, int64_t grad_offset, const std::vector<T>& partials, int tasks,
+void add_partials(const Tensor& grad, int64_t grad_offset, const std::vector<double>& partials, int tasks,
                   int64_t stride, int64_t offset, int64_t n) {
   T* g = grad.ptr<T>() + grad_offset;
   for (int64_t i = 0; i < n; ++i) {
-    T s = 0;
+    double s = 0;
     for (int task = 0; task < tasks; ++task) s += partials[task * stride + offset + i];
-    g[i] += s;
+    g[i] = static_cast<T>(g[i] + s);
   }
 }
 
@@ -629,16 +637,16 @@ void attention_fused_backward(const AttentionInputs& in, const T* out, const T* 
   pack_v(c);
   const DType dt = dtype_of<T>();
   const int64_t HD = int64_t{c.H} * c.D, HlD = int64_t{c.Hl} * c.D;
-  check_tensor(grads.dq, dt, (int64_t{c.B} * c.Nq - 1) * c.qs + HD, "dq");
-  check_tensor(grads.dk, dt, int64_t{c.B - 1} * c.kbs + int64_t{c.Nk - 1} * c.ks + HD, "dk");
-  check_tensor(grads.dv, dt, int64_t{c.B - 1} * c.vbs + int64_t{c.Nk - 1} * c.vs + HlD, "dv");
+  check_tensor(grads.dq, dt, int64_t{c.B} * c.Nq * HD, "dq");
+  check_tensor(grads.dk, dt, int64_t{c.B} * c.Nk * HD, "dk");
+  check_tensor(grads.dv, dt, int64_t{c.B} * c.Nk * HlD, "dv");
   const GradLayout<T> gl(c);
   const int nqb = (c.Nq + kBq - 1) / kBq, tasks = c.B * nqb;
   const int threads = omp_get_max_threads();
   const int64_t dk_size = int64_t{c.B} * c.Nk * HD, dv_size = int64_t{c.B} * c.Nk * HlD;
   std::vector<T> dk_acc(static_cast<size_t>(threads) * dk_size, T(0));
   std::vector<T> dv_acc(static_cast<size_t>(threads) * dv_size, T(0));
-  std::vector<T> partials(static_cast<size_t>(tasks) * std::max<int64_t>(gl.total, 1), T(0));
+  std::vector<double> partials(static_cast<size_t>(tasks) * std::max<int64_t>(gl.total, 1), 0.0);
   T* dq = grads.dq.ptr<T>();
 #pragma omp parallel num_threads(threads)
   {
@@ -646,12 +654,9 @@ void attention_fused_backward(const AttentionInputs& in, const T* out, const T* 
     Tile<T> t(c, true);
     std::vector<Vec<T>> acc(std::max<int64_t>(gl.total, 1));
 #pragma omp for schedule(static, 1)
-    for (int task = 0; task < tasks; ++task) {
-      std::fill(acc.begin(), acc.end(), Vec<T>{});
+    for (int task = 0; task < tasks; ++task)
       backward_task(c, gl, t, task / nqb, (task % nqb) * kBq, out, lse, dout, dq, dk_acc.data() + tid * dk_size,
-                    dv_acc.data() + tid * dv_size, acc.data());
-      for (int64_t i = 0; i < gl.total; ++i) partials[task * gl.total + i] = simd::lane_sum<T>(acc[i]);
-    }
+                    dv_acc.data() + tid * dv_size, acc.data(), partials.data() + task * gl.total);
   }
   // dk, dv: the per-thread sums, in thread order.
   T* dk = grads.dk.ptr<T>();

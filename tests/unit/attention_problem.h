@@ -142,7 +142,8 @@ class AttentionProblem {
   // Forward only (backward = false) or forward and backward. Parameter gradients start at
   // `grad_init` (to test that they accumulate); dq, dk, dv start as NaN (to test that they are
   // overwritten everywhere).
-  Result run(Ops& ops, bool backward, double grad_init = 0.0) const {
+  Result run(Ops& ops, bool backward, double grad_init = 0.0,
+             AttentionImpl impl = AttentionImpl::reference) const {
     const AttentionCase& c = c_;
     const int64_t HD = int64_t{c.H} * c.D, HlD = int64_t{c.local()} * c.D;
     const int N = c.N, M = c.keys(), O = M - N;
@@ -273,7 +274,7 @@ class AttentionProblem {
     DeviceBuffer lse = ops.float_buffer({c.B, c.local(), N});
     fill(ops, out, nan);
     fill(ops, lse, nan);
-    ops.attention_forward(in, out, lse, AttentionImpl::reference);
+    ops.attention_forward(in, out, lse, impl);
     Result r;
     r.out = download<double>(ops, out);
     r.lse = download<double>(ops, lse);
@@ -317,7 +318,7 @@ class AttentionProblem {
       g.dape.w2 = pgrad("dape_w2");
       g.dape.b2 = pgrad("dape_b2");
     }
-    ops.attention_backward(in, out, lse, dout, g, AttentionImpl::reference);
+    ops.attention_backward(in, out, lse, dout, g, impl);
     if (rope) rotate(g.dq, g.dk, true);
 
     const auto dq = download<double>(ops, dqbuf);

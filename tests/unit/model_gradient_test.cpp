@@ -15,10 +15,12 @@ namespace {
 struct Case {
   PositionScheme scheme;
   bool dape;
+  AttentionImpl attention = AttentionImpl::reference;
 };
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  return std::string(position_scheme_name(info.param.scheme)) + (info.param.dape ? "_dape" : "");
+  return std::string(position_scheme_name(info.param.scheme)) + (info.param.dape ? "_dape" : "") +
+         (info.param.attention == AttentionImpl::fused ? "_fused" : "_reference");
 }
 
 ModelSpec tiny_spec(const Case& c) {
@@ -38,6 +40,7 @@ ModelSpec tiny_spec(const Case& c) {
   s.fire_L = 2.0;  // threshold ≈ 2.3 < some query positions: both branches of max(i, thr) are used
   s.fire_leaky_relu = c.dape;
   s.init_std = 0.3;
+  s.attention = c.attention;
   return s;
 }
 
@@ -101,15 +104,16 @@ TEST_P(ModelGradient, MatchesFiniteDifferencesInDouble) {
       EXPECT_EQ(analytic[head.offset + r * spec.d_model + k], 0.0);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllSchemes, ModelGradient,
-    ::testing::Values(Case{PositionScheme::none, false}, Case{PositionScheme::none, true},
-                      Case{PositionScheme::learned, false}, Case{PositionScheme::learned, true},
-                      Case{PositionScheme::rope, false}, Case{PositionScheme::rope, true},
-                      Case{PositionScheme::alibi, false}, Case{PositionScheme::alibi, true},
-                      Case{PositionScheme::kerple, false}, Case{PositionScheme::kerple, true},
-                      Case{PositionScheme::fire, false}, Case{PositionScheme::fire, true}),
-    case_name);
+std::vector<Case> every_case() {
+  std::vector<Case> cases;
+  for (AttentionImpl impl : {AttentionImpl::reference, AttentionImpl::fused})
+    for (auto scheme : {PositionScheme::none, PositionScheme::learned, PositionScheme::rope, PositionScheme::alibi,
+                        PositionScheme::kerple, PositionScheme::fire})
+      for (bool dape : {false, true}) cases.push_back({scheme, dape, impl});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSchemes, ModelGradient, ::testing::ValuesIn(every_case()), case_name);
 
 // Gradient accumulation: two micro-batches with half weight each give the gradient of one
 // batch of both, and the float32 model agrees with the float64 one.
