@@ -24,7 +24,7 @@ constexpr int kPairs = kBq * kBk;   // pairs per tile: the length of every panel
 // Elements between panel rows: kPairs plus two cache lines, so that the rows of a panel (8 KB
 // apart otherwise) do not all map to the same L1 set.
 constexpr int kLd = kPairs + 32;
-constexpr int kChunk = 4 * kBk;     // pairs per chunk of f's layers (its panels stay in L1)
+constexpr int kChunk = 2 * kBk;     // pairs per chunk of f's layers (its panels stay in L1)
 static_assert(kBk % 16 == 0 && kChunk % kBk == 0);
 
 // ---- one call: sizes, pointers, position tables ------------------------------------------------
@@ -49,8 +49,9 @@ struct Call {
   // FIRE, per query position: u = ψ(r)·inv_den; ∂u/∂c = ψ_c(r)·inv_den − ψ(r)·fb; ∂u/∂L_mult =
   // ψ(r)·fk.
   std::vector<T> inv_den, fb, fk;
-  // K (and V for backward) packed per key block and head, transposed: [B][nkb][H][D][Bk].
-  std::vector<T> kt, vt;
+  // K (and V for backward) packed per key block and head, transposed: [B][nkb][H][D][Bk]; and
+  // for backward K again, per key block and head but not transposed: [B][nkb][H][Bk][D].
+  std::vector<T> kt, vt, kr;
 
   // Offset of the first table entry of tile row at query position qi for the block from j0.
   int64_t table_base(int qi, int j0) const { return int64_t{Nk} - 1 - qi + j0; }
@@ -59,6 +60,9 @@ struct Call {
   }
   const T* vt_block(int b, int kb) const {
     return vt.data() + (int64_t{b} * nkb + kb) * Hl * D * kBk;
+  }
+  const T* kr_block(int b, int kb) const {
+    return kr.data() + (int64_t{b} * nkb + kb) * H * D * kBk;
   }
 };
 
@@ -195,7 +199,18 @@ Call<T> make_call(const AttentionInputs& in) {
 }
 
 template <class T>
-void pack_v(Call<T>& c) {
+void pack_for_backward(Call<T>& c) {
+  c.kr.assign(static_cast<size_t>(c.B) * c.nkb * c.H * c.D * kBk, T(0));
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < c.B; ++b)
+    for (int kb = 0; kb < c.nkb; ++kb) {
+      T* dst = c.kr.data() + (int64_t{b} * c.nkb + kb) * c.H * c.D * kBk;
+      const int j0 = kb * kBk, cols = std::min(kBk, c.Nk - j0);
+      for (int jl = 0; jl < cols; ++jl) {
+        const T* row = c.k + b * c.kbs + int64_t{j0 + jl} * c.ks;
+        for (int h = 0; h < c.H; ++h) std::copy(row + h * c.D, row + (h + 1) * c.D, dst + (int64_t{h} * kBk + jl) * c.D);
+      }
+    }
   c.vt.assign(static_cast<size_t>(c.B) * c.nkb * c.Hl * c.D * kBk, T(0));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < c.B; ++b)
@@ -209,11 +224,19 @@ void pack_v(Call<T>& c) {
     }
 }
 
+// Asks for n elements from p to be brought towards the cache (the next key block's packed K or
+// V while this tile computes: the packed buffers of a long sequence live in L3 or memory).
+template <class T>
+inline void prefetch(const T* p, int64_t n) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t i = 0; i < n; i += kLine) __builtin_prefetch(p + i, 0, 2);
+}
+
 // ---- per-thread tiles --------------------------------------------------------------------------
 
 template <class T>
 struct Tile {
-  std::vector<T> qsc;   // [Bq][H·D] the task's query rows times 1/√D
+  std::vector<T> qsc;   // [H][Bq][D] the task's query rows times 1/√D, head-major
   std::vector<T> x;     // [2H][P] f's input: S, then B
   std::vector<T> act;   // [W][P] f's hidden activations
   std::vector<T> a;     // [Hl][P] logits, then probabilities
@@ -225,7 +248,8 @@ struct Tile {
   std::vector<T> dp;    // [Hl][P] dP, then dA
   std::vector<T> da;    // [W][P] ∂/∂act, then ∂/∂hidden (also g's)
   std::vector<T> dx;    // [2H][P] ∂/∂S, ∂/∂B
-  std::vector<T> dq;    // [Bq][H·D]
+  std::vector<T> dq;    // [H][Bq][D]
+  std::vector<T> dout;  // [Hl][Bq][D] the task's output gradient rows, head-major
   std::vector<T> di;    // [Hl][Bq] rowsum(dO ⊙ O)
   std::vector<T> du, dudc, dudm;  // FIRE [P]
 
@@ -247,6 +271,7 @@ struct Tile {
       da.resize(static_cast<size_t>(std::max({c.W, c.G, 1})) * P);
       dx.resize(2 * c.H * P);
       dq.resize(kBq * HD);
+      dout.resize(static_cast<size_t>(kBq) * c.Hl * c.D);
       di.resize(c.Hl * kBq);
       if (c.scheme == PositionScheme::fire) {
         du.resize(P);
@@ -297,9 +322,12 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
   const T* kt = c.kt_block(b, kb);
   T* x = t.x.data();
   // S = (Q/√D)·Kᵀ for every head: R rows × Bk keys, one panel row per query row.
-  for (int h = 0; h < H; ++h)
-    simd::panel_gemm(R, D, t.qsc.data() + h * D, int64_t{H} * D, 1, kt + int64_t{h} * D * kBk, kBk,
+  const bool next = (kb + 1) * kBk <= c.qo + i0 + R - 1;
+  for (int h = 0; h < H; ++h) {
+    simd::panel_gemm(R, D, t.qsc.data() + int64_t{h} * kBq * D, D, 1, kt + int64_t{h} * D * kBk, kBk,
                      x + int64_t{h} * kLd, kBk, kBk, nullptr, false);
+    if (next) prefetch(c.kt_block(b, kb + 1) + int64_t{h} * D * kBk, int64_t{D} * kBk);
+  }
   // B for every head.
   T* bias = x + int64_t{H} * kLd;
   if (c.scheme == PositionScheme::alibi || c.scheme == PositionScheme::kerple) {
@@ -351,12 +379,14 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
 
 template <class T>
 void load_queries(const Call<T>& c, Tile<T>& t, int b, int i0, int R) {
-  const int HD = c.H * c.D;
+  const int D = c.D;
   for (int r = 0; r < R; ++r) {
     const T* src = c.q + (int64_t{b} * c.Nq + i0 + r) * c.qs;
-    T* dst = t.qsc.data() + int64_t{r} * HD;
+    for (int h = 0; h < c.H; ++h) {
+      T* dst = t.qsc.data() + (int64_t{h} * kBq + r) * D;
 #pragma omp simd
-    for (int e = 0; e < HD; ++e) dst[e] = src[e] * c.scale;
+      for (int d = 0; d < D; ++d) dst[d] = src[h * D + d] * c.scale;
+    }
   }
 }
 
@@ -388,6 +418,7 @@ void forward_task(const Call<T>& c, Tile<T>& t, int b, int i0, T* out, T* lse) {
         simd::exp_shifted(row, n, m_new);
         std::fill(row + n, row + kBk, T(0));
         T sum = 0;
+#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < n; ++j) sum += row[j];
         alpha[r] = m == neg_inf ? T(0) : std::exp(m - m_new);
         t.l[hl * kBq + r] = t.l[hl * kBq + r] * alpha[r] + sum;
@@ -460,14 +491,19 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
                    double* partial) {
   const int R = std::min(kBq, c.Nq - i0), H = c.H, D = c.D, Hl = c.Hl, h0 = c.h0, W = c.W;
   const int np = R * kBk;
-  const int64_t HD = int64_t{H} * D, HlD = int64_t{Hl} * D;
+  const int64_t HlD = int64_t{Hl} * D;
   load_queries(c, t, b, i0, R);
   std::fill(t.dq.begin(), t.dq.end(), T(0));
-  const T* dout_rows = dout + (int64_t{b} * c.Nq + i0) * HlD;
+  T* dO = t.dout.data();  // [Hl][Bq][D]
+  for (int r = 0; r < R; ++r)
+    for (int hl = 0; hl < Hl; ++hl) {
+      const T* src = dout + (int64_t{b} * c.Nq + i0 + r) * HlD + hl * D;
+      std::copy(src, src + D, dO + (int64_t{hl} * kBq + r) * D);
+    }
   for (int hl = 0; hl < Hl; ++hl)
     for (int r = 0; r < R; ++r) {
       const T* o = out + (int64_t{b} * c.Nq + i0 + r) * HlD + hl * D;
-      const T* g = dout_rows + r * HlD + hl * D;
+      const T* g = dO + (int64_t{hl} * kBq + r) * D;
       double s = 0;
       for (int d = 0; d < D; ++d) s += static_cast<double>(o[d]) * g[d];
       t.di[hl * kBq + r] = static_cast<T>(s);
@@ -497,7 +533,7 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
     for (int hl = 0; hl < Hl; ++hl) {
       T* dph = t.dp.data() + int64_t{hl} * kLd;
       const T* ph = t.a.data() + int64_t{hl} * kLd;
-      simd::panel_gemm(R, D, dout_rows + hl * D, HlD, 1, vt + int64_t{hl} * D * kBk, kBk, dph, kBk, kBk,
+      simd::panel_gemm(R, D, dO + int64_t{hl} * kBq * D, D, 1, vt + int64_t{hl} * D * kBk, kBk, dph, kBk, kBk,
                        nullptr, false);
       for (int r = 0; r < R; ++r) {
         const T di = t.di[hl * kBq + r];
@@ -506,8 +542,8 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
 #pragma omp simd
         for (int j = 0; j < kBk; ++j) row[j] = pr[j] * (row[j] - di);
       }
-      T* dv = dv_acc + (int64_t{b} * c.Nk + j0) * HlD + hl * D;
-      simd::weighted_row_sums_acc(cols, R, ph, 1, kBk, dout_rows + hl * D, HlD, D, T(1), dv, HlD);
+      T* dv = dv_acc + ((int64_t{b} * Hl + hl) * c.Nk + j0) * D;  // per-thread, head-major
+      simd::weighted_row_sums_acc(cols, R, ph, 1, kBk, dO + int64_t{hl} * kBq * D, D, D, T(1), dv, D);
     }
     // f backward: dS = dA + ∂f/∂S, dB = dA + ∂f/∂B (local heads' dA; f feeds every head).
     if (c.dape) {
@@ -588,10 +624,10 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
     // dq += dS·K/√D (rows of this task); dk += dSᵀ·Q/√D (per-thread accumulator).
     for (int h = ds_begin; h < ds_end; ++h) {
       const T* ds = dS(h);
-      const T* krows = c.k + b * c.kbs + int64_t{j0} * c.ks + h * D;
-      simd::weighted_row_sums_acc(R, cols, ds, kBk, 1, krows, c.ks, D, c.scale, t.dq.data() + h * D, HD);
-      T* dk = dk_acc + (int64_t{b} * c.Nk + j0) * HD + h * D;
-      simd::weighted_row_sums_acc(cols, R, ds, 1, kBk, t.qsc.data() + h * D, HD, D, T(1), dk, HD);
+      const T* krows = c.kr_block(b, kb) + int64_t{h} * kBk * D;
+      simd::weighted_row_sums_acc(R, cols, ds, kBk, 1, krows, D, D, c.scale, t.dq.data() + int64_t{h} * kBq * D, D);
+      T* dk = dk_acc + ((int64_t{b} * H + h) * c.Nk + j0) * D;  // per-thread, head-major
+      simd::weighted_row_sums_acc(cols, R, ds, 1, kBk, t.qsc.data() + int64_t{h} * kBq * D, D, D, T(1), dk, D);
     }
     // The lane accumulators hold one tile's terms; the sum over tiles runs in double, which
     // keeps f's weight gradients (sums over N² pairs with heavy cancellation) accurate.
@@ -601,7 +637,10 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
     }
   }
   for (int r = 0; r < R; ++r)
-    std::copy(t.dq.data() + r * HD, t.dq.data() + (r + 1) * HD, dq + (int64_t{b} * c.Nq + i0 + r) * c.qs);
+    for (int h = 0; h < H; ++h) {
+      const T* src = t.dq.data() + (int64_t{h} * kBq + r) * D;
+      std::copy(src, src + D, dq + (int64_t{b} * c.Nq + i0 + r) * c.qs + h * D);
+    }
 }
 
 // grad[i] += Σ_task partial[task][offset + i], summed in double in task order.
@@ -634,7 +673,7 @@ template <class T>
 void attention_fused_backward(const AttentionInputs& in, const T* out, const T* lse, const T* dout,
                               const AttentionGrads& grads) {
   Call<T> c = make_call<T>(in);
-  pack_v(c);
+  pack_for_backward(c);
   const DType dt = dtype_of<T>();
   const int64_t HD = int64_t{c.H} * c.D, HlD = int64_t{c.Hl} * c.D;
   check_tensor(grads.dq, dt, int64_t{c.B} * c.Nq * HD, "dq");
@@ -666,16 +705,25 @@ void attention_fused_backward(const AttentionInputs& in, const T* out, const T* 
     for (int j = 0; j < c.Nk; ++j) {
       T* dkr = dk + b * c.kbs + int64_t{j} * c.ks;
       T* dvr = dv + b * c.vbs + int64_t{j} * c.vs;
-      const int64_t row = int64_t{b} * c.Nk + j;
-      for (int64_t e = 0; e < HD; ++e) {
-        T s = 0;
-        for (int th = 0; th < threads; ++th) s += dk_acc[th * dk_size + row * HD + e];
-        dkr[e] = s;
+      for (int h = 0; h < c.H; ++h) {
+        T* d = dkr + h * c.D;
+        const T* src = dk_acc.data() + ((int64_t{b} * c.H + h) * c.Nk + j) * c.D;
+        std::copy(src, src + c.D, d);
+        for (int th = 1; th < threads; ++th) {
+          const T* more = src + th * dk_size;
+#pragma omp simd
+          for (int e = 0; e < c.D; ++e) d[e] += more[e];
+        }
       }
-      for (int64_t e = 0; e < HlD; ++e) {
-        T s = 0;
-        for (int th = 0; th < threads; ++th) s += dv_acc[th * dv_size + row * HlD + e];
-        dvr[e] = s;
+      for (int hl = 0; hl < c.Hl; ++hl) {
+        T* d = dvr + hl * c.D;
+        const T* src = dv_acc.data() + ((int64_t{b} * c.Hl + hl) * c.Nk + j) * c.D;
+        std::copy(src, src + c.D, d);
+        for (int th = 1; th < threads; ++th) {
+          const T* more = src + th * dv_size;
+#pragma omp simd
+          for (int e = 0; e < c.D; ++e) d[e] += more[e];
+        }
       }
     }
   // Parameter gradients: the per-task partials, in task order.
