@@ -22,7 +22,7 @@ constexpr int kRowBlock = 8;
 // kRowBlock is a multiple of it, so tiles never straddle blocks.
 constexpr int kQueryTile = 4;
 static_assert(kRowBlock % kQueryTile == 0);
-// Key columns per task when dk and dv are summed over query rows.
+// Key columns per work item when dk and dv are summed over query rows.
 constexpr int kColumnBlock = 16;
 
 // ---- the sizes of one call, validated at the entry ----------------------------------------------
@@ -354,8 +354,8 @@ void PositionTable<T>::build_fire_table(const PositionBias& bias) {
     FireRow<T> fr(ld);
     std::vector<T> z(G * ld), act(G * ld), g(H * ld);
 #pragma omp for schedule(dynamic, 1)
-    for (int task = 0; task < N; ++task) {
-      const int t = N - 1 - task;  // longest rows first
+    for (int item = 0; item < N; ++item) {
+      const int t = N - 1 - item;  // longest rows first
       const int i = d_.O + t, n = i + 1, np = simd::padded<T>(n);
       fr.compute(i, bias, np);
       simd::panel_gemm(G, 1, w1, 1, 1, fr.u.data(), ld, z.data(), ld, np, b1, false);
@@ -636,8 +636,8 @@ void ReferenceAttention<T>::forward(T* out, T* lse) {
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
-      for (int task = 0; task < tiles; ++task) {
-        const int t0 = (tiles - 1 - task) * kQueryTile;  // longest rows first
+      for (int item = 0; item < tiles; ++item) {
+        const int t0 = (tiles - 1 - item) * kQueryTile;  // longest rows first
         forward_tile(b, t0, std::min(kQueryTile, N - t0), r, out, lse);
       }
     }  // the loop's barrier: Kt and Vt are free for the next batch element
@@ -892,16 +892,16 @@ void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
-      for (int task = 0; task < blocks; ++task) {
-        const int block = blocks - 1 - task;  // longest rows first
+      for (int item = 0; item < blocks; ++item) {
+        const int block = blocks - 1 - item;  // longest rows first
         const int t_end = std::min(N, (block + 1) * kRowBlock);
         for (int t0 = block * kRowBlock; t0 < t_end; t0 += kQueryTile)
           backward_tile(b, t0, std::min(kQueryTile, t_end - t0), out, lse, dout, dq, r);
         flush_gradients(r, partials.data() + static_cast<size_t>(block) * L.total);
       }  // barrier: P and dS are complete for this batch element
 #pragma omp for schedule(dynamic, 1)
-      for (int task = 0; task < H * column_blocks; ++task)
-        dkdv_block(b, task / column_blocks, (task % column_blocks) * kColumnBlock, dout, dk, dv,
+      for (int item = 0; item < H * column_blocks; ++item)
+        dkdv_block(b, item / column_blocks, (item % column_blocks) * kColumnBlock, dout, dk, dv,
                    columns);
       // barrier before the next batch element overwrites Kt, Vt, P and dS
     }
