@@ -23,6 +23,7 @@ using CommandFn = std::function<int()>;
 CommandFn add_prepare_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_train_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global);
+CommandFn add_generate_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_golden_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_inspect_command(CLI::App& app, const GlobalOptions& global);
 

@@ -37,8 +37,11 @@ int main(int argc, char** argv) {
 
   // Subcommand name -> what it runs (each add_* registers the subcommand of that name).
   std::map<std::string, CommandFn> commands = {
-      {"prepare", add_prepare_command(app, global)}, {"train", add_train_command(app, global)},
-      {"eval", add_eval_command(app, global)},       {"golden", add_golden_command(app, global)},
+      {"prepare", add_prepare_command(app, global)},
+      {"train", add_train_command(app, global)},
+      {"eval", add_eval_command(app, global)},
+      {"generate", add_generate_command(app, global)},
+      {"golden", add_golden_command(app, global)},
       {"inspect", add_inspect_command(app, global)},
   };
 

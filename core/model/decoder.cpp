@@ -167,21 +167,35 @@ AttentionGrads Decoder::attention_grads(const LayerWeights& g) const {
   return grads;
 }
 
+void Decoder::check_positions(int end) const {
+  if (spec_.position == PositionScheme::learned && end > spec_.max_positions)
+    fail("length {} exceeds model.max_positions = {} of the learned position scheme", end,
+         spec_.max_positions);
+}
+
 double Decoder::forward(const int32_t* tokens, const int32_t* targets, int batch, int seq_len,
                         bool training, double grad_scale) {
   DAPE_CHECK(batch > 0 && seq_len > 0, "forward on batch {} × length {}", batch, seq_len);
   DAPE_CHECK(!training || params_.has_grads(), "training forward on a model built for evaluation");
-  if (spec_.position == PositionScheme::learned && seq_len > spec_.max_positions)
-    fail("length {} exceeds model.max_positions = {} of the learned position scheme", seq_len,
-         spec_.max_positions);
+  check_positions(seq_len);
   ensure_buffers(batch, seq_len, training);
   const int64_t R = int64_t{batch} * seq_len;
   ops_.copy_from_host(tokens_, tokens, DType::i32);
   ops_.copy_from_host(targets_, targets, DType::i32);
+  forward_layers(training);
+  lm_head(training, grad_scale);
+  have_training_forward_ = training;
 
+  std::vector<double> losses = token_losses();
+  double sum = 0;
+  for (int64_t r = 0; r < R; ++r) sum += losses[r];
+  return sum;
+}
+
+void Decoder::forward_layers(bool training) {
   const Tensor wpe =
       spec_.position == PositionScheme::learned ? params_.value("pos_embed.weight") : Tensor();
-  ops_.embedding_forward(residual_[0], tokens_, params_.value("embed.weight"), wpe, seq_len, 0);
+  ops_.embedding_forward(residual_[0], tokens_, params_.value("embed.weight"), wpe, seq_len_, 0);
 
   for (int l = 0; l < spec_.layers; ++l) {
     const LayerWeights& w = weights_[l];
@@ -197,25 +211,128 @@ double Decoder::forward(const int32_t* tokens, const int32_t* targets, int batch
     if (spec_.position == PositionScheme::rope)
       ops_.rope_forward(in.q, in.k, in.shape, 0, spec_.rope_base);
     ops_.attention_forward(in, a.att, a.lse, spec_.attention);
-    ops_.matmul_forward(proj_, a.att, w.out_w, w.out_b);
-    ops_.add(x_mid, x_in, proj_);
-
-    ops_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, x_mid, w.ln2_w, w.ln2_b);
-    ops_.matmul_forward(a.fc1, a.ln2, w.fc1_w, w.fc1_b);
-    ops_.gelu_forward(a.gelu, a.fc1);
-    ops_.matmul_forward(proj_, a.gelu, w.fc2_w, w.fc2_b);
-    ops_.add(x_out, x_mid, proj_);
+    finish_layer(w, a, x_in, x_mid, x_out);
   }
   ops_.layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, residual_.back(),
                          params_.value("final_ln.weight"), params_.value("final_ln.bias"));
-  lm_head(training, grad_scale);
-  have_training_forward_ = training;
-
-  std::vector<double> losses = token_losses();
-  double sum = 0;
-  for (int64_t r = 0; r < R; ++r) sum += losses[r];
-  return sum;
 }
+
+void Decoder::finish_layer(const LayerWeights& w, LayerActivations& a, const Tensor& x_in,
+                           const Tensor& x_mid, const Tensor& x_out) {
+  ops_.matmul_forward(proj_, a.att, w.out_w, w.out_b);
+  ops_.add(x_mid, x_in, proj_);
+  ops_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, x_mid, w.ln2_w, w.ln2_b);
+  ops_.matmul_forward(a.fc1, a.ln2, w.fc1_w, w.fc1_b);
+  ops_.gelu_forward(a.gelu, a.fc1);
+  ops_.matmul_forward(proj_, a.gelu, w.fc2_w, w.fc2_b);
+  ops_.add(x_out, x_mid, proj_);
+}
+
+KvCache Decoder::make_cache(int batch, int capacity) {
+  if (spec_.position == PositionScheme::learned && capacity > spec_.max_positions)
+    fail(
+        "a KV cache of {} tokens per sequence exceeds model.max_positions = {} of the learned "
+        "position scheme",
+        capacity, spec_.max_positions);
+  return KvCache(ops_, spec_.layers, batch, capacity, spec_.heads, spec_.head_dim);
+}
+
+template <class T>
+std::vector<T> Decoder::decode(const int32_t* tokens, int batch, int n_new, KvCache& cache) {
+  DAPE_CHECK(batch > 0 && n_new > 0, "decode of batch {} × {} new tokens", batch, n_new);
+  DAPE_CHECK(cache.batch() == batch && cache.layers() == spec_.layers &&
+                 cache.heads() == spec_.heads && cache.head_dim() == spec_.head_dim,
+             "decode: a KV cache of batch {}, {} layers, {} heads of {} for batch {} of a model "
+             "with {} layers, {} heads of {}",
+             cache.batch(), cache.layers(), cache.heads(), cache.head_dim(), batch, spec_.layers,
+             spec_.heads, spec_.head_dim);
+  cache.check_room(n_new);
+  const int past = cache.length();
+  check_positions(past + n_new);
+  ensure_buffers(batch, n_new, /*training=*/false);
+  have_training_forward_ = false;
+  const int64_t R = int64_t{batch} * n_new, C = spec_.d_model;
+  ops_.copy_from_host(tokens_, tokens, DType::i32);
+  const Tensor wpe =
+      spec_.position == PositionScheme::learned ? params_.value("pos_embed.weight") : Tensor();
+  const Tensor& x = residual_[0];  // updated in place, layer after layer
+  ops_.embedding_forward(x, tokens_, params_.value("embed.weight"), wpe, n_new, past);
+
+  LayerActivations& a = acts_[0];
+  const Tensor q = a.qkv.tensor().slice(0, {R, C});  // the new tokens' queries, [R, C]
+  AttentionInputs in;
+  in.shape = {batch, n_new, spec_.heads, spec_.head_dim, C};
+  in.shape.kv_len = past + n_new;
+  in.shape.k_row_stride = in.shape.v_row_stride = C;
+  in.shape.k_batch_stride = in.shape.v_batch_stride = int64_t{cache.capacity()} * C;
+  in.q = q.reshape({batch, n_new, spec_.heads, spec_.head_dim});
+  const AttentionShape one_sequence{1, n_new, spec_.heads, spec_.head_dim, C};
+  for (int l = 0; l < spec_.layers; ++l) {
+    const LayerWeights& w = weights_[l];
+    ops_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b);
+    // The QKV projection by thirds: q for every new token, k and v into the cache's rows.
+    ops_.matmul_forward(q, a.ln1, w.qkv_w.slice(0, {C, C}), w.qkv_b.slice(0, {C}));
+    for (int b = 0; b < batch; ++b) {
+      const Tensor x_b = a.ln1.tensor().slice(b * n_new * C, {n_new, C});
+      const Tensor k_b = cache.next_keys(l, b, n_new);
+      ops_.matmul_forward(k_b, x_b, w.qkv_w.slice(C * C, {C, C}), w.qkv_b.slice(C, {C}));
+      ops_.matmul_forward(cache.next_values(l, b, n_new), x_b, w.qkv_w.slice(2 * C * C, {C, C}),
+                          w.qkv_b.slice(2 * C, {C}));
+      if (spec_.position == PositionScheme::rope)
+        ops_.rope_forward(q.slice(b * n_new * C, {n_new, C}), k_b, one_sequence, past,
+                          spec_.rope_base);
+    }
+    in.k = cache.keys(l);
+    in.v = cache.values(l);
+    in.bias = w.bias;
+    in.dape = w.dape;
+    ops_.attention_forward(in, a.att, a.lse, spec_.attention);
+    finish_layer(w, a, x, x, x);
+  }
+  cache.advance(n_new);
+  // Only each sequence's last token goes on: gathered into rows 0 … batch − 1 of proj_.
+  for (int b = 0; b < batch; ++b)
+    ops_.copy(proj_.tensor().slice(b * C, {C}), x.slice((b * n_new + n_new - 1) * C, {C}));
+  const Tensor last = proj_.tensor().slice(0, {batch, C});
+  ops_.layernorm_forward(lnf_.tensor().slice(0, {batch, C}), lnf_mean_.tensor().slice(0, {batch}),
+                         lnf_rstd_.tensor().slice(0, {batch}), last,
+                         params_.value("final_ln.weight"), params_.value("final_ln.bias"));
+  return head_logits<T>(batch);
+}
+
+template <class T>
+std::vector<T> Decoder::logits(const int32_t* tokens, int batch, int seq_len) {
+  DAPE_CHECK(batch > 0 && seq_len > 0, "logits of batch {} × length {}", batch, seq_len);
+  check_positions(seq_len);
+  ensure_buffers(batch, seq_len, /*training=*/false);
+  have_training_forward_ = false;
+  ops_.copy_from_host(tokens_, tokens, DType::i32);
+  forward_layers(/*training=*/false);
+  return head_logits<T>(int64_t{batch} * seq_len);
+}
+
+template <class T>
+std::vector<T> Decoder::head_logits(int64_t rows) {
+  const int64_t C = spec_.d_model, Vp = spec_.padded_vocab, V = spec_.vocab;
+  const int64_t chunk = logits_.tensor().shape[0];
+  const Tensor w = params_.value("lm_head.weight"), b = params_.value("lm_head.bias");
+  std::vector<T> out(static_cast<size_t>(rows * V)), host;
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t n = std::min(chunk, rows - r0);
+    const Tensor logits = logits_.tensor().slice(0, {n, Vp});
+    ops_.matmul_forward(logits, lnf_.tensor().slice(r0 * C, {n, C}), w, b);
+    host.resize(static_cast<size_t>(n * Vp));
+    ops_.copy_to_host(host.data(), dtype_of<T>(), logits);
+    for (int64_t r = 0; r < n; ++r)
+      std::copy(host.begin() + r * Vp, host.begin() + r * Vp + V, out.begin() + (r0 + r) * V);
+  }
+  return out;
+}
+
+template std::vector<float> Decoder::decode<float>(const int32_t*, int, int, KvCache&);
+template std::vector<double> Decoder::decode<double>(const int32_t*, int, int, KvCache&);
+template std::vector<float> Decoder::logits<float>(const int32_t*, int, int);
+template std::vector<double> Decoder::logits<double>(const int32_t*, int, int);
 
 void Decoder::lm_head(bool training, double grad_scale) {
   const int64_t R = int64_t{batch_} * seq_len_, C = spec_.d_model, Vp = spec_.padded_vocab;

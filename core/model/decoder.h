@@ -15,12 +15,21 @@
  * (at most ~32M logits at a time): a 50k vocabulary never materializes [tokens, vocab] logits,
  * and in training each chunk's logits are turned into their gradient in place and pushed through
  * the head's backward at once, so backward() starts from the final LayerNorm.
+ *
+ * Decoding. decode() runs the model on a few new tokens per sequence at positions after those a
+ * KvCache (core/model/kv_cache.h) holds: the new tokens' q comes from the query third of the QKV
+ * weight, their k and v are computed straight into the cache's rows (RoPE at their absolute
+ * positions), and attention reads every cached key through the cache's strides with kv_len =
+ * cached + new, so its queries sit at the right positions for every bias scheme (and learned
+ * positions embed at the offset). Only the last new token of each sequence goes through the LM
+ * head. logits() is the plain full forward for scoring and for checking decode() against.
  */
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "core/model/kv_cache.h"
 #include "core/model/model_spec.h"
 #include "core/model/param_store.h"
 #include "kernels/ops.h"
@@ -49,6 +58,22 @@ class Decoder {
   std::vector<double> token_losses();
   // Accumulates the gradients of the last training forward into params().grads().
   void backward();
+
+  // A KV cache for `batch` sequences of up to `capacity` tokens each (prompt and generated).
+  // Throws dape::Error when a learned-position model cannot reach that many positions.
+  KvCache make_cache(int batch, int capacity);
+  // Runs the model on `n_new` new tokens per sequence (host int32, [batch, n_new]) at positions
+  // cache.length() … cache.length() + n_new − 1, attending to the cached tokens, and appends the
+  // new tokens' keys and values to the cache. Returns the logits of each sequence's last new
+  // token over the real vocabulary, [batch, vocab] (T: float or double). Inference mode.
+  // Throws dape::Error when the cache is full or positions run past model.max_positions.
+  template <class T>
+  std::vector<T> decode(const int32_t* tokens, int batch, int n_new, KvCache& cache);
+  // The logits of every position of `batch` sequences of `seq_len` tokens by a full forward
+  // (no cache), [batch, seq_len, vocab] over the real vocabulary. Inference mode.
+  template <class T>
+  std::vector<T> logits(const int32_t* tokens, int batch, int seq_len);
+
   // Bytes currently held in activation buffers.
   int64_t activation_bytes() const;
   // Model FLOPs per trained token at `seq_len` (6 × matmul parameters + the attention core,
@@ -69,7 +94,16 @@ class Decoder {
   void ensure_buffers(int batch, int seq_len, bool training);
   AttentionInputs attention_inputs(const LayerWeights& w, const Tensor& qkv) const;
   AttentionGrads attention_grads(const LayerWeights& g) const;
+  void check_positions(int end) const;
+  // Embedding and every layer for the tokens in tokens_, then the final LayerNorm into lnf_.
+  void forward_layers(bool training);
+  // A layer after its attention: output projection, residual, MLP, residual.
+  void finish_layer(const LayerWeights& w, LayerActivations& a, const Tensor& x_in,
+                    const Tensor& x_mid, const Tensor& x_out);
   void lm_head(bool training, double grad_scale);
+  // The LM head on the first `rows` rows of lnf_, downloaded over the real vocabulary.
+  template <class T>
+  std::vector<T> head_logits(int64_t rows);
 
   ModelSpec spec_;
   Ops& ops_;

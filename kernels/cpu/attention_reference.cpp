@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,7 @@ constexpr int kRowBlock = 8;
 // kRowBlock is a multiple of it, so tiles never straddle blocks.
 constexpr int kQueryTile = 4;
 static_assert(kRowBlock % kQueryTile == 0);
-// Key columns per task when dk and dv are summed over query rows.
+// Key columns per work item when dk and dv are summed over query rows.
 constexpr int kColumnBlock = 16;
 
 // ---- the sizes of one call, validated at the entry ----------------------------------------------
@@ -42,6 +43,7 @@ struct Dims {
   int W = 0;  // f's hidden width (DAPE)
   int G = 0;  // g's hidden width (FIRE)
   bool g_leaky = false;
+  bool backward = false;  // gradients wanted: backward's tables and scratch are built
 
   bool local(int h) const { return h >= H0 && h < H0 + Hl; }
 };
@@ -262,7 +264,7 @@ struct FireRow {
 //                  the slice starting at M−1−i.
 //   fire:          the full [H, N, M] table of g(u(i, j)).
 //   none, learned, rope: one row of zeros.
-// Kerple's ∂B/∂p and ∂B/∂a are kept in the same reversed layout for backward. The per-distance
+// Kerple's ∂B/∂p and ∂B/∂a are kept in the same reversed layout (backward only). The per-distance
 // tables end with zeros, so a row can be read whole vectors at a time up to its tile's padded
 // length.
 template <class T>
@@ -281,8 +283,10 @@ class PositionTable {
         break;
       case PositionScheme::kerple: {
         values_.assign(distances, T(0));
-        kerple_dp_.assign(distances, T(0));
-        kerple_da_.assign(distances, T(0));
+        if (d.backward) {
+          kerple_dp_.assign(distances, T(0));
+          kerple_da_.assign(distances, T(0));
+        }
         const T* p = bias.kerple_p.ptr<T>();
         const T* a = bias.kerple_a.ptr<T>();
         for (int h = 0; h < H; ++h) {
@@ -290,6 +294,7 @@ class PositionTable {
           for (int r = 0; r < M; ++r) {
             const size_t at = static_cast<size_t>(h) * M + M - 1 - r;
             values_[at] = am::kerple_bias(ph, ah, T(r));
+            if (!d.backward) continue;
             kerple_dp_[at] = am::kerple_bias_dp(ah, T(r));
             kerple_da_[at] = am::kerple_bias_da(ph, ah, T(r));
           }
@@ -349,8 +354,8 @@ void PositionTable<T>::build_fire_table(const PositionBias& bias) {
     FireRow<T> fr(ld);
     std::vector<T> z(G * ld), act(G * ld), g(H * ld);
 #pragma omp for schedule(dynamic, 1)
-    for (int task = 0; task < N; ++task) {
-      const int t = N - 1 - task;  // longest rows first
+    for (int item = 0; item < N; ++item) {
+      const int t = N - 1 - item;  // longest rows first
       const int i = d_.O + t, n = i + 1, np = simd::padded<T>(n);
       fr.compute(i, bias, np);
       simd::panel_gemm(G, 1, w1, 1, 1, fr.u.data(), ld, z.data(), ld, np, b1, false);
@@ -419,7 +424,7 @@ void add_partials(const Tensor& grad, const std::vector<double>& partials, int b
 // are never stored, and P and every gradient are zero, so those columns add nothing.
 template <class T>
 struct RowScratch {
-  std::vector<T> x, a, dp, da, dx;  // per tile row: 2H, Hl, Hl, Hl, 2H rows
+  std::vector<T> x, a, dp, da, dx;  // per tile row: 2H, Hl, Hl, Hl, 2H rows (dp, da, dx: backward)
   std::vector<T> z, act, dz, du;    // one query row: max(W, G) rows, and g's du
   FireRow<T> fire;
   std::vector<simd::Vec<T>> grad;  // lane accumulators of the parameter gradients
@@ -427,9 +432,9 @@ struct RowScratch {
   RowScratch(const Dims& d, int64_t ld, int64_t params)
       : x(kQueryTile * 2 * d.H * ld),
         a(kQueryTile * d.Hl * ld),
-        dp(a.size()),
-        da(a.size()),
-        dx(x.size()),
+        dp(d.backward ? a.size() : 0),
+        da(dp.size()),
+        dx(d.backward ? x.size() : 0),
         z(std::max(d.W, d.G) * ld),
         act(z.size()),
         dz(z.size()),
@@ -451,8 +456,8 @@ class ReferenceAttention {
         q_(in.q.ptr<T>()),
         k_(in.k.ptr<T>()),
         v_(in.v.ptr<T>()),
-        Kt_(static_cast<size_t>(d.H) * d.D * ld_),
-        Vt_(static_cast<size_t>(d.Hl) * d.D * ld_) {}
+        Kt_(transposed_buffer(d.H * d.D)),
+        Vt_(transposed_buffer(d.Hl * d.D)) {}
 
   void forward(T* out, T* lse);
   void backward(const T* out, const T* lse, const T* dout, const AttentionGrads& grads);
@@ -479,8 +484,16 @@ class ReferenceAttention {
     return ((int64_t{b} * d_.N + t) * d_.Hl + hl) * d_.D;
   }
   int64_t lse_index(int b, int t, int hl) const { return (int64_t{b} * d_.Hl + hl) * d_.N + t; }
-  const T* Kt(int h) const { return Kt_.data() + static_cast<size_t>(h) * d_.D * ld_; }
-  const T* Vt(int hl) const { return Vt_.data() + static_cast<size_t>(hl) * d_.D * ld_; }
+  const T* Kt(int h) const { return Kt_.get() + static_cast<size_t>(h) * d_.D * ld_; }
+  const T* Vt(int hl) const { return Vt_.get() + static_cast<size_t>(hl) * d_.D * ld_; }
+  // `rows` rows of ld_: transpose_kv writes the columns below M of every batch element, so only
+  // the padding columns are zeroed here (zeroing all of it would cost as much as the transpose).
+  std::unique_ptr<T[]> transposed_buffer(int rows) const {
+    std::unique_ptr<T[]> p(new T[static_cast<size_t>(rows) * ld_]);
+    for (int r = 0; r < rows; ++r)
+      std::fill(p.get() + r * ld_ + d_.M, p.get() + (r + 1) * ld_, T(0));
+    return p;
+  }
   T* P_row(int hl, int t) { return P_.data() + (static_cast<size_t>(hl) * d_.N + t) * d_.M; }
   T* dS_row(int h, int t) { return dS_.data() + (static_cast<size_t>(h) * d_.N + t) * d_.M; }
   // Strides between the panels of consecutive tile rows.
@@ -520,23 +533,30 @@ class ReferenceAttention {
   // (zero past M), so that the rows run over the key index j. Backward also materializes P
   // ([Hl, N, M]) and dS ([H, N, M]), j ≤ O + t written, for the pass over key columns that sums
   // dk and dv.
-  std::vector<T> Kt_, Vt_;
+  std::unique_ptr<T[]> Kt_, Vt_;
   std::vector<T> P_, dS_;
 };
 
+// Blocks of kTransposeKeys keys at a time: their rows are read once (and stay in cache across the
+// head dimension) while each transposed row gets a contiguous run of writes.
 template <class T>
 void ReferenceAttention<T>::transpose_kv(int b) {
+  constexpr int kTransposeKeys = 16;
   const int M = d_.M, D = d_.D;
-#pragma omp for schedule(static)
-  for (int h = 0; h < d_.H; ++h)
-    for (int j = 0; j < M; ++j) {
-      const T* kj = k_at(b, j, h);
-      for (int e = 0; e < D; ++e) Kt_[(static_cast<size_t>(h) * D + e) * ld_ + j] = kj[e];
-      if (!d_.local(h)) continue;
-      const int hl = h - d_.H0;
-      const T* vj = v_at(b, j, hl);
-      for (int e = 0; e < D; ++e) Vt_[(static_cast<size_t>(hl) * D + e) * ld_ + j] = vj[e];
+  auto transpose = [&](T* dst, auto row_of) {  // dst[e * ld + j] = row_of(j)[e]
+    for (int j0 = 0; j0 < M; j0 += kTransposeKeys) {
+      const int j1 = std::min(M, j0 + kTransposeKeys);
+      for (int e = 0; e < D; ++e)
+        for (int j = j0; j < j1; ++j) dst[static_cast<size_t>(e) * ld_ + j] = row_of(j)[e];
     }
+  };
+#pragma omp for schedule(static)
+  for (int h = 0; h < d_.H; ++h) {
+    transpose(Kt_.get() + static_cast<size_t>(h) * D * ld_, [&](int j) { return k_at(b, j, h); });
+    if (!d_.local(h)) continue;
+    const int hl = h - d_.H0;
+    transpose(Vt_.get() + static_cast<size_t>(hl) * D * ld_, [&](int j) { return v_at(b, j, hl); });
+  }
 }
 
 // q_t·k_j for the R query rows from t0, every head, j < np, into the S rows of each tile row's X.
@@ -616,8 +636,8 @@ void ReferenceAttention<T>::forward(T* out, T* lse) {
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
-      for (int task = 0; task < tiles; ++task) {
-        const int t0 = (tiles - 1 - task) * kQueryTile;  // longest rows first
+      for (int item = 0; item < tiles; ++item) {
+        const int t0 = (tiles - 1 - item) * kQueryTile;  // longest rows first
         forward_tile(b, t0, std::min(kQueryTile, N - t0), r, out, lse);
       }
     }  // the loop's barrier: Kt and Vt are free for the next batch element
@@ -872,16 +892,16 @@ void ReferenceAttention<T>::backward(const T* out, const T* lse, const T* dout,
     for (int b = 0; b < d_.B; ++b) {
       transpose_kv(b);  // ends with a barrier
 #pragma omp for schedule(dynamic, 1)
-      for (int task = 0; task < blocks; ++task) {
-        const int block = blocks - 1 - task;  // longest rows first
+      for (int item = 0; item < blocks; ++item) {
+        const int block = blocks - 1 - item;  // longest rows first
         const int t_end = std::min(N, (block + 1) * kRowBlock);
         for (int t0 = block * kRowBlock; t0 < t_end; t0 += kQueryTile)
           backward_tile(b, t0, std::min(kQueryTile, t_end - t0), out, lse, dout, dq, r);
         flush_gradients(r, partials.data() + static_cast<size_t>(block) * L.total);
       }  // barrier: P and dS are complete for this batch element
 #pragma omp for schedule(dynamic, 1)
-      for (int task = 0; task < H * column_blocks; ++task)
-        dkdv_block(b, task / column_blocks, (task % column_blocks) * kColumnBlock, dout, dk, dv,
+      for (int item = 0; item < H * column_blocks; ++item)
+        dkdv_block(b, item / column_blocks, (item % column_blocks) * kColumnBlock, dout, dk, dv,
                    columns);
       // barrier before the next batch element overwrites Kt, Vt, P and dS
     }
@@ -921,7 +941,9 @@ void attention_reference_backward(const AttentionInputs& in, const T* out, const
   validate_grads(d, in, grads, dtype_of<T>());
   DAPE_CHECK(out != nullptr && lse != nullptr && dout != nullptr,
              "attention backward: out, lse and dout must be defined");
-  ReferenceAttention<T>(in, d).backward(out, lse, dout, grads);
+  Dims with_gradients = d;
+  with_gradients.backward = true;
+  ReferenceAttention<T>(in, with_gradients).backward(out, lse, dout, grads);
 }
 
 template void attention_reference_forward<float>(const AttentionInputs&, float*, float*);

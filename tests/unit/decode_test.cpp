@@ -1,0 +1,243 @@
+// KV-cache decoding against the full forward: for every position scheme with and without DAPE,
+// in float64 and float32, a prompt is prefilled and the rest decoded in steps of one or a few
+// tokens; every step's logits must be the full forward's logits at that position. Prefilling in
+// one call and token by token must agree (logits and cache contents). Then the errors: a full
+// cache, a learned-position model asked for more positions than it has.
+#include <gtest/gtest.h>
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "common/rng.h"
+#include "core/model/decoder.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "tests/unit/test_util.h"
+
+namespace dape {
+namespace {
+
+struct Case {
+  PositionScheme scheme;
+  bool dape;
+  DType dtype;
+};
+
+std::string case_label(const Case& c) {
+  return std::string(position_scheme_name(c.scheme)) + (c.dape ? "_dape" : "") + "_" +
+         dtype_name(c.dtype);
+}
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  return case_label(info.param);
+}
+// gtest prints a case by its name.
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << case_label(c);
+}
+
+constexpr int kBatch = 2, kLength = 12;
+
+ModelSpec tiny_spec(const Case& c) {
+  ModelSpec s;
+  s.layers = 2;
+  s.d_model = 8;
+  s.heads = 2;
+  s.head_dim = 4;
+  s.mlp_hidden = 12;
+  s.vocab = 11;
+  s.padded_vocab = 13;
+  s.position = c.scheme;
+  s.dape = c.dape;
+  s.dape_width = 5;
+  s.max_positions = kLength;
+  s.fire_width = 3;
+  s.fire_L = 4.0;  // threshold 4.6: positions on both sides of max(i, thr) are decoded
+  s.fire_leaky_relu = c.dape;
+  return s;
+}
+
+// Every parameter at a generic random point, large enough that positions matter (attention far
+// from uniform, position biases of order one).
+void randomize(Decoder& model, uint64_t seed) {
+  ParamStore& ps = model.params();
+  std::vector<double> x(ps.size());
+  Rng rng(seed, 1);
+  for (const auto& v : ps.views()) {
+    const auto& n = v.spec.name;
+    for (int64_t i = 0; i < v.spec.shape.numel(); ++i) {
+      double val = rng.uniform(-0.8, 0.8);
+      if (n.find("kerple") != std::string::npos) val = rng.uniform(0.2, 1.5);
+      if (n.find("fire.c") != std::string::npos) val = rng.uniform(0.2, 0.6);
+      if (n.find("L_multiplier") != std::string::npos) val = 1.15;
+      if (n.find("ln") != std::string::npos && n.find("weight") != std::string::npos)
+        val = 1.0 + 0.3 * val;
+      x[v.offset + i] = val;
+    }
+  }
+  model.ops().copy_from_host(ps.values(), x.data(), DType::f64);
+}
+
+std::vector<int32_t> random_tokens(int count, int vocab, uint64_t seed) {
+  Rng rng(seed, 2);
+  std::vector<int32_t> t(count);
+  for (auto& x : t) x = static_cast<int32_t>(rng.below(vocab));
+  return t;
+}
+
+// Columns [p0, p0 + n) of [batch, length] tokens, as [batch, n].
+std::vector<int32_t> columns(const std::vector<int32_t>& tokens, int length, int p0, int n) {
+  std::vector<int32_t> out;
+  for (int b = 0; b < kBatch; ++b)
+    for (int p = p0; p < p0 + n; ++p) out.push_back(tokens[b * length + p]);
+  return out;
+}
+
+// The full forward's logits at position p of every sequence, [batch, vocab].
+template <class T>
+std::vector<double> at_position(const std::vector<T>& full, int length, int vocab, int p) {
+  std::vector<double> out;
+  for (int b = 0; b < kBatch; ++b)
+    for (int v = 0; v < vocab; ++v)
+      out.push_back(full[(static_cast<size_t>(b) * length + p) * vocab + v]);
+  return out;
+}
+
+double tolerance(DType dt) {
+  return dt == DType::f64 ? 1e-10 : 1e-5;
+}
+
+template <class T>
+void expect_steps_match_full_forward(const Case& c) {
+  CpuOps ops(c.dtype, 2);
+  const ModelSpec spec = tiny_spec(c);
+  Decoder model(spec, ops, /*trainable=*/false);
+  randomize(model, 5);
+  const auto tokens = random_tokens(kBatch * kLength, spec.vocab, 9);
+  const std::vector<T> full = model.logits<T>(tokens.data(), kBatch, kLength);
+  ASSERT_EQ(full.size(), static_cast<size_t>(kBatch) * kLength * spec.vocab);
+  // The logits depend on position: otherwise this test could not tell positions apart.
+  EXPECT_GT(test::max_abs_diff(at_position(full, kLength, spec.vocab, 3),
+                               at_position(full, kLength, spec.vocab, 9)),
+            1e-3);
+
+  KvCache cache = model.make_cache(kBatch, kLength);
+  int p = 0;
+  for (const int n : {5, 1, 2, 1, 3}) {  // a prompt of 5, then steps of one and a few tokens
+    const auto step = columns(tokens, kLength, p, n);
+    const std::vector<T> logits = model.decode<T>(step.data(), kBatch, n, cache);
+    p += n;
+    ASSERT_EQ(cache.length(), p);
+    const auto want = at_position(full, kLength, spec.vocab, p - 1);
+    const std::vector<double> got(logits.begin(), logits.end());
+    EXPECT_LE(test::scaled_error(got, want), tolerance(c.dtype))
+        << "logits after decoding up to position " << p - 1;
+  }
+  EXPECT_EQ(p, kLength);
+}
+
+class Decode : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Decode, EveryStepMatchesTheFullForward) {
+  if (GetParam().dtype == DType::f64)
+    expect_steps_match_full_forward<double>(GetParam());
+  else
+    expect_steps_match_full_forward<float>(GetParam());
+}
+
+TEST_P(Decode, PrefillInOneCallEqualsTokenByToken) {
+  const Case c = GetParam();
+  CpuOps ops(c.dtype, 2);
+  const ModelSpec spec = tiny_spec(c);
+  Decoder model(spec, ops, /*trainable=*/false);
+  randomize(model, 6);
+  const int P = 7;
+  const auto tokens = random_tokens(kBatch * kLength, spec.vocab, 10);
+  KvCache whole = model.make_cache(kBatch, kLength), single = model.make_cache(kBatch, kLength);
+  const auto prompt = columns(tokens, kLength, 0, P);
+  std::vector<double> a = model.decode<double>(prompt.data(), kBatch, P, whole), b;
+  for (int p = 0; p < P; ++p) {
+    const auto one = columns(tokens, kLength, p, 1);
+    b = model.decode<double>(one.data(), kBatch, 1, single);
+  }
+  EXPECT_LE(test::scaled_error(a, b), tolerance(c.dtype)) << "after the prompt";
+  for (int l = 0; l < spec.layers; ++l) {
+    EXPECT_LE(test::scaled_error(download<double>(ops, whole.keys(l)),
+                                 download<double>(ops, single.keys(l))),
+              tolerance(c.dtype))
+        << "cached keys of layer " << l;
+    EXPECT_LE(test::scaled_error(download<double>(ops, whole.values(l)),
+                                 download<double>(ops, single.values(l))),
+              tolerance(c.dtype))
+        << "cached values of layer " << l;
+  }
+  const auto next = columns(tokens, kLength, P, 1);
+  a = model.decode<double>(next.data(), kBatch, 1, whole);
+  b = model.decode<double>(next.data(), kBatch, 1, single);
+  EXPECT_LE(test::scaled_error(a, b), tolerance(c.dtype)) << "the step after the prompt";
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (auto scheme : {PositionScheme::none, PositionScheme::learned, PositionScheme::rope,
+                      PositionScheme::alibi, PositionScheme::kerple, PositionScheme::fire})
+    for (bool dape : {false, true})
+      for (DType dt : {DType::f64, DType::f32}) cases.push_back({scheme, dape, dt});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSchemes, Decode, ::testing::ValuesIn(all_cases()), case_name);
+
+TEST(Decode, TrainingForwardAfterDecodingIsUnchanged) {
+  // Decoding resizes the model's buffers to inference mode; a training step afterwards must see
+  // the same loss and gradient as before.
+  CpuOps ops(DType::f64, 2);
+  const ModelSpec spec = tiny_spec({PositionScheme::kerple, true, DType::f64});
+  Decoder model(spec, ops);
+  randomize(model, 7);
+  const auto tokens = random_tokens(kBatch * 6, spec.vocab, 11);
+  const auto targets = random_tokens(kBatch * 6, spec.vocab, 12);
+  model.params().zero_grads(ops);
+  const double before = model.forward(tokens.data(), targets.data(), kBatch, 6, true, 1.0);
+  model.backward();
+  const auto grads_before = download<double>(ops, model.params().grads());
+
+  KvCache cache = model.make_cache(kBatch, 4);
+  model.decode<double>(tokens.data(), kBatch, 3, cache);
+  model.params().zero_grads(ops);
+  EXPECT_EQ(model.forward(tokens.data(), targets.data(), kBatch, 6, true, 1.0), before);
+  model.backward();
+  EXPECT_EQ(download<double>(ops, model.params().grads()), grads_before);
+}
+
+TEST(Decode, AFullCacheIsAnError) {
+  CpuOps ops(DType::f32, 2);
+  const ModelSpec spec = tiny_spec({PositionScheme::alibi, true, DType::f32});
+  Decoder model(spec, ops, false);
+  model.initialize(1);
+  KvCache cache = model.make_cache(kBatch, 4);
+  const auto tokens = random_tokens(kBatch * 3, spec.vocab, 13);
+  model.decode<float>(tokens.data(), kBatch, 3, cache);
+  test::expect_error([&] { model.decode<float>(tokens.data(), kBatch, 2, cache); },
+                     {"KV cache full", "3 of 4 tokens", "2 more"});
+  EXPECT_EQ(cache.length(), 3);  // the failed step changed nothing
+  model.decode<float>(tokens.data(), kBatch, 1, cache);
+  EXPECT_EQ(cache.length(), 4);
+  cache.clear();
+  EXPECT_EQ(cache.length(), 0);
+  test::expect_error([&] { model.make_cache(kBatch, 0); }, {"capacity", "at least 1"});
+}
+
+TEST(Decode, LearnedPositionsStopAtMaxPositions) {
+  CpuOps ops(DType::f32, 2);
+  const ModelSpec spec = tiny_spec({PositionScheme::learned, false, DType::f32});
+  Decoder model(spec, ops, false);
+  model.initialize(1);
+  test::expect_error([&] { model.make_cache(1, kLength + 1); },
+                     {"13 tokens", "model.max_positions = 12", "learned"});
+  const auto tokens = random_tokens(kLength + 1, spec.vocab, 14);
+  test::expect_error([&] { model.logits<float>(tokens.data(), 1, kLength + 1); },
+                     {"length 13", "model.max_positions = 12"});
+}
+
+}  // namespace
+}  // namespace dape
