@@ -51,13 +51,13 @@ struct AttentionShape {
                                // unless their own strides are set
 
   // Optional (0 = the default in brackets).
-  int kv_len = 0;               // keys per sequence, >= seq_len [seq_len]
-  int64_t k_row_stride = 0;     // between tokens of k and dk [qkv_row_stride]
-  int64_t v_row_stride = 0;     // between tokens of v and dv [qkv_row_stride]
-  int64_t k_batch_stride = 0;   // between sequences of k and dk [keys() · k row stride]
-  int64_t v_batch_stride = 0;   // between sequences of v and dv [keys() · v row stride]
-  int head_begin = 0;           // first local head [0]
-  int local_heads = 0;          // local heads [heads]
+  int kv_len = 0;              // keys per sequence, >= seq_len [seq_len]
+  int64_t k_row_stride = 0;    // between tokens of k and dk [qkv_row_stride]
+  int64_t v_row_stride = 0;    // between tokens of v and dv [qkv_row_stride]
+  int64_t k_batch_stride = 0;  // between sequences of k and dk [keys() · k row stride]
+  int64_t v_batch_stride = 0;  // between sequences of v and dv [keys() · v row stride]
+  int head_begin = 0;          // first local head [0]
+  int local_heads = 0;         // local heads [heads]
 
   int keys() const { return kv_len > 0 ? kv_len : seq_len; }
   // Position of query row 0 (queries are the last seq_len of the keys' positions).
@@ -67,8 +67,12 @@ struct AttentionShape {
   int64_t q_batch() const { return int64_t{seq_len} * qkv_row_stride; }
   int64_t k_stride() const { return k_row_stride > 0 ? k_row_stride : qkv_row_stride; }
   int64_t v_stride() const { return v_row_stride > 0 ? v_row_stride : qkv_row_stride; }
-  int64_t k_batch() const { return k_batch_stride > 0 ? k_batch_stride : int64_t{keys()} * k_stride(); }
-  int64_t v_batch() const { return v_batch_stride > 0 ? v_batch_stride : int64_t{keys()} * v_stride(); }
+  int64_t k_batch() const {
+    return k_batch_stride > 0 ? k_batch_stride : int64_t{keys()} * k_stride();
+  }
+  int64_t v_batch() const {
+    return v_batch_stride > 0 ? v_batch_stride : int64_t{keys()} * v_stride();
+  }
 };
 
 struct PositionBias {

@@ -86,6 +86,11 @@ template <class T>
 DAPE_HD inline T activation_grad(T x, bool leaky) {
   return leaky ? leaky_relu_grad(x) : relu_grad(x);
 }
+// The slope below zero: 0.01 for LeakyReLU, 0 for ReLU (vectorized kernels take it as a number).
+template <class T>
+DAPE_HD inline T activation_negative_slope(bool leaky) {
+  return leaky ? T(kLeakySlope) : T(0);
+}
 
 // ---- ALiBi ------------------------------------------------------------------------------------
 // The slope of head `head` (0-based) of `heads`, as the ALiBi reference get_slopes(heads)[head].

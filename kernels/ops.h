@@ -112,7 +112,8 @@ class Ops {
   // ---- attention core (kernels/attention.h) --------------------------------------------------
   // Whether this backend implements `impl` (the reference is always there).
   virtual bool has_attention(AttentionImpl impl) const = 0;
-  // out [B, N, H, D]; lse [B, H, N] (log-sum-exp of each softmax row, saved for backward).
+  // out [B, N, Hl, D]; lse [B, Hl, N] (log-sum-exp of each softmax row, saved for backward),
+  // over the local heads (all H unless in.shape gives a head range).
   virtual void attention_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                  AttentionImpl impl) = 0;
   virtual void attention_backward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,

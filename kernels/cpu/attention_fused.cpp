@@ -18,13 +18,13 @@ namespace am = dape::attention_math;
 using simd::kLanes;
 using simd::Vec;
 
-constexpr int kBq = 32;             // query rows per tile
-constexpr int kBk = 64;             // keys per tile (a multiple of every SIMD width)
-constexpr int kPairs = kBq * kBk;   // pairs per tile: the length of every panel row
+constexpr int kBq = 32;            // query rows per tile
+constexpr int kBk = 64;            // keys per tile (a multiple of every SIMD width)
+constexpr int kPairs = kBq * kBk;  // pairs per tile: the length of every panel row
 // Elements between panel rows: kPairs plus two cache lines, so that the rows of a panel (8 KB
 // apart otherwise) do not all map to the same L1 set.
 constexpr int kLd = kPairs + 32;
-constexpr int kChunk = 2 * kBk;     // pairs per chunk of f's layers (its panels stay in L1)
+constexpr int kChunk = 2 * kBk;  // pairs per chunk of f's layers (its panels stay in L1)
 static_assert(kBk % 16 == 0 && kChunk % kBk == 0);
 
 // ---- one call: sizes, pointers, position tables ------------------------------------------------
@@ -70,8 +70,9 @@ void check_tensor(const Tensor& t, DType dt, int64_t min_numel, const char* what
   DAPE_CHECK(t.defined(), "fused attention: {} is undefined", what);
   DAPE_CHECK(t.dtype == dt, "fused attention: {} holds {}, the computation runs in {}", what,
              dtype_name(t.dtype), dtype_name(dt));
-  DAPE_CHECK(t.numel() >= min_numel, "fused attention: {} has {} elements ({}), expected at least {}",
-             what, t.numel(), t.shape.str(), min_numel);
+  DAPE_CHECK(t.numel() >= min_numel,
+             "fused attention: {} has {} elements ({}), expected at least {}", what, t.numel(),
+             t.shape.str(), min_numel);
 }
 
 template <class T>
@@ -88,7 +89,8 @@ Call<T> make_call(const AttentionInputs& in) {
   c.h0 = s.head_begin;
   c.qo = s.query_offset();
   DAPE_CHECK(c.B >= 1 && c.Nq >= 1 && c.H >= 1 && c.D >= 1,
-             "fused attention: sizes must be positive, got B={} N={} H={} D={}", c.B, c.Nq, c.H, c.D);
+             "fused attention: sizes must be positive, got B={} N={} H={} D={}", c.B, c.Nq, c.H,
+             c.D);
   DAPE_CHECK(c.Nk >= c.Nq, "fused attention: kv_len {} is shorter than seq_len {}", c.Nk, c.Nq);
   DAPE_CHECK(c.h0 >= 0 && c.Hl >= 1 && c.h0 + c.Hl <= c.H,
              "fused attention: head range [{}, {}) is not inside [0, {})", c.h0, c.h0 + c.Hl, c.H);
@@ -98,9 +100,10 @@ Call<T> make_call(const AttentionInputs& in) {
   c.kbs = s.k_batch();
   c.vbs = s.v_batch();
   const int64_t HD = int64_t{c.H} * c.D, HlD = int64_t{c.Hl} * c.D;
-  DAPE_CHECK(c.qs >= HD && c.ks >= HD && c.vs >= HlD,
-             "fused attention: row strides q {} k {} v {} are shorter than a row (H·D = {}, Hl·D = {})",
-             c.qs, c.ks, c.vs, HD, HlD);
+  DAPE_CHECK(
+      c.qs >= HD && c.ks >= HD && c.vs >= HlD,
+      "fused attention: row strides q {} k {} v {} are shorter than a row (H·D = {}, Hl·D = {})",
+      c.qs, c.ks, c.vs, HD, HlD);
   // q, k and v are strided views: their shapes give the logical size, not the memory extent.
   check_tensor(in.q, dt, int64_t{c.B} * c.Nq * HD, "q");
   check_tensor(in.k, dt, int64_t{c.B} * c.Nk * HD, "k");
@@ -119,9 +122,10 @@ Call<T> make_call(const AttentionInputs& in) {
     check_tensor(in.dape.b1, dt, c.W, "dape b1");
     check_tensor(in.dape.w2, dt, int64_t{c.H} * c.W, "dape w2");
     check_tensor(in.dape.b2, dt, c.H, "dape b2");
-    DAPE_CHECK(in.dape.w1.numel() == int64_t{c.W} * 2 * c.H && in.dape.w2.numel() == int64_t{c.H} * c.W,
-               "fused attention: DAPE weights {} and {} do not match W={} H={}", in.dape.w1.shape.str(),
-               in.dape.w2.shape.str(), c.W, c.H);
+    DAPE_CHECK(
+        in.dape.w1.numel() == int64_t{c.W} * 2 * c.H && in.dape.w2.numel() == int64_t{c.H} * c.W,
+        "fused attention: DAPE weights {} and {} do not match W={} H={}", in.dape.w1.shape.str(),
+        in.dape.w2.shape.str(), c.W, c.H);
     c.w1 = in.dape.w1.ptr<T>();
     c.b1 = in.dape.b1.ptr<T>();
     c.w2 = in.dape.w2.ptr<T>();
@@ -137,7 +141,8 @@ Call<T> make_call(const AttentionInputs& in) {
   };
   if (c.scheme == PositionScheme::alibi) {
     c.has_bias = true;
-    fill_rev(c.bias_rev, H, [&](int h, T r) { return am::alibi_bias(am::alibi_slope<T>(h, H), r); });
+    fill_rev(c.bias_rev, H,
+             [&](int h, T r) { return am::alibi_bias(am::alibi_slope<T>(h, H), r); });
   } else if (c.scheme == PositionScheme::kerple) {
     c.has_bias = true;
     check_tensor(in.bias.kerple_p, dt, H, "kerple_p");
@@ -208,7 +213,8 @@ void pack_for_backward(Call<T>& c) {
       const int j0 = kb * kBk, cols = std::min(kBk, c.Nk - j0);
       for (int jl = 0; jl < cols; ++jl) {
         const T* row = c.k + b * c.kbs + int64_t{j0 + jl} * c.ks;
-        for (int h = 0; h < c.H; ++h) std::copy(row + h * c.D, row + (h + 1) * c.D, dst + (int64_t{h} * kBk + jl) * c.D);
+        for (int h = 0; h < c.H; ++h)
+          std::copy(row + h * c.D, row + (h + 1) * c.D, dst + (int64_t{h} * kBk + jl) * c.D);
       }
     }
   c.vt.assign(static_cast<size_t>(c.B) * c.nkb * c.Hl * c.D * kBk, T(0));
@@ -245,12 +251,12 @@ struct Tile {
   std::vector<T> o;     // [Hl][Bq][D] output accumulators
   std::vector<T> m, l;  // [Hl][Bq] running max and sum
   // backward
-  std::vector<T> dp;    // [Hl][P] dP, then dA
-  std::vector<T> da;    // [W][P] ∂/∂act, then ∂/∂hidden (also g's)
-  std::vector<T> dx;    // [2H][P] ∂/∂S, ∂/∂B
-  std::vector<T> dq;    // [H][Bq][D]
-  std::vector<T> dout;  // [Hl][Bq][D] the task's output gradient rows, head-major
-  std::vector<T> di;    // [Hl][Bq] rowsum(dO ⊙ O)
+  std::vector<T> dp;              // [Hl][P] dP, then dA
+  std::vector<T> da;              // [W][P] ∂/∂act, then ∂/∂hidden (also g's)
+  std::vector<T> dx;              // [2H][P] ∂/∂S, ∂/∂B
+  std::vector<T> dq;              // [H][Bq][D]
+  std::vector<T> dout;            // [Hl][Bq][D] the task's output gradient rows, head-major
+  std::vector<T> di;              // [Hl][Bq] rowsum(dO ⊙ O)
   std::vector<T> du, dudc, dudm;  // FIRE [P]
 
   explicit Tile(const Call<T>& c, bool backward) {
@@ -282,35 +288,10 @@ struct Tile {
   }
 };
 
-template <class T>
-void activate(T* p, int rows, int64_t ld, int n, bool leaky) {
-  for (int r = 0; r < rows; ++r) {
-    T* __restrict row = p + r * ld;
-    if (leaky) {
-#pragma omp simd
-      for (int j = 0; j < n; ++j) row[j] = am::leaky_relu(row[j]);
-    } else {
-#pragma omp simd
-      for (int j = 0; j < n; ++j) row[j] = am::relu(row[j]);
-    }
-  }
-}
-
-// d ⊙= act'(hidden), with the derivative read off the activation's sign (same sign as the
-// pre-activation for LeakyReLU; ReLU'(0) = 0 matches act = 0).
-template <class T>
-void activate_backward(T* d, const T* act, int rows, int64_t ld, int n, bool leaky) {
-  const T neg = leaky ? static_cast<T>(am::kLeakySlope) : T(0);
-  for (int r = 0; r < rows; ++r) {
-    T* __restrict dr = d + r * ld;
-    const T* __restrict ar = act + r * ld;
-#pragma omp simd
-    for (int j = 0; j < n; ++j) dr[j] *= ar[j] > T(0) ? T(1) : neg;
-  }
-}
-
 // Number of keys of the block from j0 that query position qi sees.
-inline int visible(int qi, int j0, int cols) { return std::clamp(qi - j0 + 1, 0, cols); }
+inline int visible(int qi, int j0, int cols) {
+  return std::clamp(qi - j0 + 1, 0, cols);
+}
 
 // Logits of the tile (rows i0 … i0+R−1 of sequence b, keys from block kb) for the local heads:
 // t.x holds S and B for all heads, t.act f's activations, t.a the logits A (masked entries are
@@ -324,8 +305,8 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
   // S = (Q/√D)·Kᵀ for every head: R rows × Bk keys, one panel row per query row.
   const bool next = (kb + 1) * kBk <= c.qo + i0 + R - 1;
   for (int h = 0; h < H; ++h) {
-    simd::panel_gemm(R, D, t.qsc.data() + int64_t{h} * kBq * D, D, 1, kt + int64_t{h} * D * kBk, kBk,
-                     x + int64_t{h} * kLd, kBk, kBk, nullptr, false);
+    simd::panel_gemm(R, D, t.qsc.data() + int64_t{h} * kBq * D, D, 1, kt + int64_t{h} * D * kBk,
+                     kBk, x + int64_t{h} * kLd, kBk, kBk, nullptr, false);
     if (next) prefetch(c.kt_block(b, kb + 1) + int64_t{h} * D * kBk, int64_t{D} * kBk);
   }
   // B for every head.
@@ -345,10 +326,12 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
       for (int j = 0; j < kBk; ++j) u[r * kBk + j] = psi[j] * inv;
     }
     simd::panel_gemm(c.G, 1, c.gw1, 1, 1, u, kLd, t.gact.data(), kLd, np, c.gb1, false);
-    activate(t.gact.data(), c.G, kLd, np, c.g_leaky);
+    simd::panel_activate(t.gact.data(), t.gact.data(), c.G, kLd, np,
+                         am::activation_negative_slope<T>(c.g_leaky));
     simd::panel_gemm(H, c.G, c.gw2, c.G, 1, t.gact.data(), kLd, bias, kLd, np, c.gb2, false);
   } else if (c.dape) {
-    for (int h = 0; h < H; ++h) std::fill(bias + int64_t{h} * kLd, bias + int64_t{h} * kLd + np, T(0));
+    for (int h = 0; h < H; ++h)
+      std::fill(bias + int64_t{h} * kLd, bias + int64_t{h} * kLd + np, T(0));
   }
   // A = S + B (+ f([S; B])) for the local heads.
   T* a = t.a.data();
@@ -367,8 +350,10 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
     const int W = c.W;
     for (int c0 = 0; c0 < np; c0 += kChunk) {
       const int n = std::min(kChunk, np - c0);
-      simd::panel_gemm(W, 2 * H, c.w1, 2 * H, 1, x + c0, kLd, t.act.data() + c0, kLd, n, c.b1, false);
-      activate(t.act.data() + c0, W, kLd, n, true);
+      simd::panel_gemm(W, 2 * H, c.w1, 2 * H, 1, x + c0, kLd, t.act.data() + c0, kLd, n, c.b1,
+                       false);
+      simd::panel_activate(t.act.data() + c0, t.act.data() + c0, W, kLd, n,
+                           am::activation_negative_slope<T>(true));
       simd::panel_gemm(Hl, W, c.w2 + int64_t{h0} * W, W, 1, t.act.data() + c0, kLd, a + c0, kLd, n,
                        c.b2 + h0, true);
     }
@@ -453,8 +438,8 @@ void forward_task(const Call<T>& c, Tile<T>& t, int b, int i0, T* out, T* lse) {
 // Lane-wise accumulators of one task's parameter gradients, in a fixed layout.
 template <class T>
 struct GradLayout {
-  int64_t w1 = 0, b1 = 0, w2 = 0, b2 = 0;           // f (w2, b2: the local heads' rows)
-  int64_t kp = 0, ka = 0;                           // Kerple
+  int64_t w1 = 0, b1 = 0, w2 = 0, b2 = 0;                       // f (w2, b2: the local heads' rows)
+  int64_t kp = 0, ka = 0;                                       // Kerple
   int64_t c = 0, mult = 0, gw1 = 0, gb1 = 0, gw2 = 0, gb2 = 0;  // FIRE
   int64_t total = 0;
 
@@ -486,9 +471,9 @@ struct GradLayout {
 };
 
 template <class T>
-void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b, int i0, const T* out,
-                   const T* lse, const T* dout, T* dq, T* dk_acc, T* dv_acc, Vec<T>* acc,
-                   double* partial) {
+void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b, int i0,
+                   const T* out, const T* lse, const T* dout, T* dq, T* dk_acc, T* dv_acc,
+                   Vec<T>* acc, double* partial) {
   const int R = std::min(kBq, c.Nq - i0), H = c.H, D = c.D, Hl = c.Hl, h0 = c.h0, W = c.W;
   const int np = R * kBk;
   const int64_t HlD = int64_t{Hl} * D;
@@ -533,8 +518,8 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
     for (int hl = 0; hl < Hl; ++hl) {
       T* dph = t.dp.data() + int64_t{hl} * kLd;
       const T* ph = t.a.data() + int64_t{hl} * kLd;
-      simd::panel_gemm(R, D, dO + int64_t{hl} * kBq * D, D, 1, vt + int64_t{hl} * D * kBk, kBk, dph, kBk, kBk,
-                       nullptr, false);
+      simd::panel_gemm(R, D, dO + int64_t{hl} * kBq * D, D, 1, vt + int64_t{hl} * D * kBk, kBk, dph,
+                       kBk, kBk, nullptr, false);
       for (int r = 0; r < R; ++r) {
         const T di = t.di[hl * kBq + r];
         T* __restrict row = dph + r * kBk;
@@ -543,7 +528,8 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
         for (int j = 0; j < kBk; ++j) row[j] = pr[j] * (row[j] - di);
       }
       T* dv = dv_acc + ((int64_t{b} * Hl + hl) * c.Nk + j0) * D;  // per-thread, head-major
-      simd::weighted_row_sums_acc(cols, R, ph, 1, kBk, dO + int64_t{hl} * kBq * D, D, D, T(1), dv, D);
+      simd::weighted_row_sums_acc(cols, R, ph, 1, kBk, dO + int64_t{hl} * kBq * D, D, D, T(1), dv,
+                                  D);
     }
     // f backward: dS = dA + ∂f/∂S, dB = dA + ∂f/∂B (local heads' dA; f feeds every head).
     if (c.dape) {
@@ -556,8 +542,9 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
         simd::panel_gemm(W, Hl, c.w2 + int64_t{h0} * W, 1, W, dA, kLd, da, kLd, n, nullptr, false);
         simd::panel_outer(Hl, W, dA, kLd, act, kLd, n, acc + gl.w2);
         simd::panel_row_sums(Hl, dA, kLd, n, acc + gl.b2);
-        activate_backward(da, act, W, kLd, n, true);
-        simd::panel_gemm(2 * H, W, c.w1, 1, 2 * H, da, kLd, t.dx.data() + c0, kLd, n, nullptr, false);
+        simd::panel_activate_backward(da, act, W, kLd, n, am::activation_negative_slope<T>(true));
+        simd::panel_gemm(2 * H, W, c.w1, 1, 2 * H, da, kLd, t.dx.data() + c0, kLd, n, nullptr,
+                         false);
         simd::panel_outer(W, 2 * H, da, kLd, x + c0, kLd, n, acc + gl.w1);
         simd::panel_row_sums(W, da, kLd, n, acc + gl.b1);
         for (int hl = 0; hl < Hl; ++hl) {
@@ -591,8 +578,10 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
       if (!c.dape) {
         for (int h = 0; h < H; ++h) {
           T* row = dbp + int64_t{h} * kLd;
-          if (h >= h0 && h < h0 + Hl) std::copy(dB(h), dB(h) + np, row);
-          else std::fill(row, row + np, T(0));
+          if (h >= h0 && h < h0 + Hl)
+            std::copy(dB(h), dB(h) + np, row);
+          else
+            std::fill(row, row + np, T(0));
         }
       }
       const int G = c.G;
@@ -600,7 +589,8 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
       simd::panel_gemm(G, H, c.gw2, 1, G, dbp, kLd, gda, kLd, np, nullptr, false);
       simd::panel_outer(H, G, dbp, kLd, t.gact.data(), kLd, np, acc + gl.gw2);
       simd::panel_row_sums(H, dbp, kLd, np, acc + gl.gb2);
-      activate_backward(gda, t.gact.data(), G, kLd, np, c.g_leaky);
+      simd::panel_activate_backward(gda, t.gact.data(), G, kLd, np,
+                                    am::activation_negative_slope<T>(c.g_leaky));
       simd::panel_gemm(1, G, c.gw1, 0, 1, gda, kLd, t.du.data(), kLd, np, nullptr, false);
       simd::panel_outer(G, 1, gda, kLd, t.u.data(), kLd, np, acc + gl.gw1);
       simd::panel_row_sums(G, gda, kLd, np, acc + gl.gb1);
@@ -625,9 +615,11 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
     for (int h = ds_begin; h < ds_end; ++h) {
       const T* ds = dS(h);
       const T* krows = c.kr_block(b, kb) + int64_t{h} * kBk * D;
-      simd::weighted_row_sums_acc(R, cols, ds, kBk, 1, krows, D, D, c.scale, t.dq.data() + int64_t{h} * kBq * D, D);
+      simd::weighted_row_sums_acc(R, cols, ds, kBk, 1, krows, D, D, c.scale,
+                                  t.dq.data() + int64_t{h} * kBq * D, D);
       T* dk = dk_acc + ((int64_t{b} * H + h) * c.Nk + j0) * D;  // per-thread, head-major
-      simd::weighted_row_sums_acc(cols, R, ds, 1, kBk, t.qsc.data() + int64_t{h} * kBq * D, D, D, T(1), dk, D);
+      simd::weighted_row_sums_acc(cols, R, ds, 1, kBk, t.qsc.data() + int64_t{h} * kBq * D, D, D,
+                                  T(1), dk, D);
     }
     // The lane accumulators hold one tile's terms; the sum over tiles runs in double, which
     // keeps f's weight gradients (sums over N² pairs with heavy cancellation) accurate.
@@ -645,8 +637,8 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
 
 // grad[i] += Σ_task partial[task][offset + i], summed in double in task order.
 template <class T>
-void add_partials(const Tensor& grad, int64_t grad_offset, const std::vector<double>& partials, int tasks,
-                  int64_t stride, int64_t offset, int64_t n) {
+void add_partials(const Tensor& grad, int64_t grad_offset, const std::vector<double>& partials,
+                  int tasks, int64_t stride, int64_t offset, int64_t n) {
   T* g = grad.ptr<T>() + grad_offset;
   for (int64_t i = 0; i < n; ++i) {
     double s = 0;
@@ -665,7 +657,8 @@ void attention_fused_forward(const AttentionInputs& in, T* out, T* lse) {
   {
     Tile<T> t(c, false);
 #pragma omp for schedule(dynamic, 1)
-    for (int task = 0; task < tasks; ++task) forward_task(c, t, task / nqb, (task % nqb) * kBq, out, lse);
+    for (int task = 0; task < tasks; ++task)
+      forward_task(c, t, task / nqb, (task % nqb) * kBq, out, lse);
   }
 }
 
@@ -694,8 +687,9 @@ void attention_fused_backward(const AttentionInputs& in, const T* out, const T* 
     std::vector<Vec<T>> acc(std::max<int64_t>(gl.total, 1));
 #pragma omp for schedule(static, 1)
     for (int task = 0; task < tasks; ++task)
-      backward_task(c, gl, t, task / nqb, (task % nqb) * kBq, out, lse, dout, dq, dk_acc.data() + tid * dk_size,
-                    dv_acc.data() + tid * dv_size, acc.data(), partials.data() + task * gl.total);
+      backward_task(c, gl, t, task / nqb, (task % nqb) * kBq, out, lse, dout, dq,
+                    dk_acc.data() + tid * dk_size, dv_acc.data() + tid * dv_size, acc.data(),
+                    partials.data() + task * gl.total);
   }
   // dk, dv: the per-thread sums, in thread order.
   T* dk = grads.dk.ptr<T>();
@@ -731,7 +725,8 @@ void attention_fused_backward(const AttentionInputs& in, const T* out, const T* 
   if (c.dape) {
     add_partials<T>(grads.dape.w1, 0, partials, tasks, st, gl.w1, int64_t{c.W} * 2 * c.H);
     add_partials<T>(grads.dape.b1, 0, partials, tasks, st, gl.b1, c.W);
-    add_partials<T>(grads.dape.w2, int64_t{c.h0} * c.W, partials, tasks, st, gl.w2, int64_t{c.Hl} * c.W);
+    add_partials<T>(grads.dape.w2, int64_t{c.h0} * c.W, partials, tasks, st, gl.w2,
+                    int64_t{c.Hl} * c.W);
     add_partials<T>(grads.dape.b2, c.h0, partials, tasks, st, gl.b2, c.Hl);
   }
   if (c.scheme == PositionScheme::kerple) {
@@ -748,8 +743,8 @@ void attention_fused_backward(const AttentionInputs& in, const T* out, const T* 
   }
 }
 
-#define DAPE_INSTANTIATE(T)                                                                  \
-  template void attention_fused_forward<T>(const AttentionInputs&, T*, T*);                \
+#define DAPE_INSTANTIATE(T)                                                                       \
+  template void attention_fused_forward<T>(const AttentionInputs&, T*, T*);                       \
   template void attention_fused_backward<T>(const AttentionInputs&, const T*, const T*, const T*, \
                                             const AttentionGrads&);
 DAPE_INSTANTIATE(float)

@@ -203,38 +203,6 @@ T sum(const T* __restrict a, int n) {
   return s;
 }
 
-// act = activation(z) over a panel of `rows` rows.
-template <class T>
-void activate(const T* z, T* act, int rows, int64_t ld, int np, bool leaky) {
-  for (int r = 0; r < rows; ++r) {
-    const T* __restrict zr = z + r * ld;
-    T* __restrict ar = act + r * ld;
-    if (leaky) {
-#pragma omp simd
-      for (int j = 0; j < np; ++j) ar[j] = am::leaky_relu(zr[j]);
-    } else {
-#pragma omp simd
-      for (int j = 0; j < np; ++j) ar[j] = am::relu(zr[j]);
-    }
-  }
-}
-
-// d = d ⊙ activation'(z): the gradient w.r.t. act turned into the gradient w.r.t. z, in place.
-template <class T>
-void activation_backward(T* d, const T* z, int rows, int64_t ld, int np, bool leaky) {
-  for (int r = 0; r < rows; ++r) {
-    T* __restrict dr = d + r * ld;
-    const T* __restrict zr = z + r * ld;
-    if (leaky) {
-#pragma omp simd
-      for (int j = 0; j < np; ++j) dr[j] *= am::leaky_relu_grad(zr[j]);
-    } else {
-#pragma omp simd
-      for (int j = 0; j < np; ++j) dr[j] *= am::relu_grad(zr[j]);
-    }
-  }
-}
-
 // ---- position-only quantities, computed once per call ------------------------------------------
 
 // FIRE's u(i, j) and its derivatives along the row of query position i: j ∈ [0, i], zero up to
@@ -359,7 +327,8 @@ void PositionTable<T>::build_fire_table(const PositionBias& bias) {
       const int i = d_.O + t, n = i + 1, np = simd::padded<T>(n);
       fr.compute(i, bias, np);
       simd::panel_gemm(G, 1, w1, 1, 1, fr.u.data(), ld, z.data(), ld, np, b1, false);
-      activate(z.data(), act.data(), G, ld, np, d_.g_leaky);
+      simd::panel_activate(z.data(), act.data(), G, ld, np,
+                           am::activation_negative_slope<T>(d_.g_leaky));
       simd::panel_gemm(H, G, w2, G, 1, act.data(), ld, g.data(), ld, np, b2, false);
       for (int h = 0; h < H; ++h)
         std::copy(g.data() + h * ld, g.data() + h * ld + n,
@@ -595,7 +564,8 @@ void ReferenceAttention<T>::logits_row(int t, int np, T* x, T* a, Rows& r) {
     const auto& f = in_.dape;
     simd::panel_gemm(d_.W, 2 * H, f.w1.ptr<T>(), 2 * H, 1, x, ld, r.z.data(), ld, np, f.b1.ptr<T>(),
                      false);
-    activate(r.z.data(), r.act.data(), d_.W, ld, np, /*leaky=*/true);
+    simd::panel_activate(r.z.data(), r.act.data(), d_.W, ld, np,
+                         am::activation_negative_slope<T>(true));
     simd::panel_gemm(d_.Hl, d_.W, f.w2.ptr<T>() + int64_t{d_.H0} * d_.W, d_.W, 1, r.act.data(), ld,
                      a, ld, np, f.b2.ptr<T>() + d_.H0, /*accumulate=*/true);
   }
@@ -667,11 +637,13 @@ void ReferenceAttention<T>::scheme_backward_row(int t, int np, const T* dB, Rows
     const T* u = r.fire.u.data();
     simd::panel_gemm(G, 1, f.fire_w1.ptr<T>(), 1, 1, u, ld, r.z.data(), ld, np, f.fire_b1.ptr<T>(),
                      false);
-    activate(r.z.data(), r.act.data(), G, ld, np, d_.g_leaky);
+    simd::panel_activate(r.z.data(), r.act.data(), G, ld, np,
+                         am::activation_negative_slope<T>(d_.g_leaky));
     simd::panel_outer(H, G, dB, ld, r.act.data(), ld, np, acc + L.fire_w2);
     simd::panel_row_sums(H, dB, ld, np, acc + L.fire_b2);
     simd::panel_gemm(G, H, f.fire_w2.ptr<T>(), 1, G, dB, ld, r.dz.data(), ld, np, nullptr, false);
-    activation_backward(r.dz.data(), r.z.data(), G, ld, np, d_.g_leaky);
+    simd::panel_activate_backward(r.dz.data(), r.z.data(), G, ld, np,
+                                  am::activation_negative_slope<T>(d_.g_leaky));
     simd::panel_outer(G, 1, r.dz.data(), ld, u, ld, np, acc + L.fire_w1);
     simd::panel_row_sums(G, r.dz.data(), ld, np, acc + L.fire_b1);
     simd::panel_gemm(1, G, f.fire_w1.ptr<T>(), 0, 1, r.dz.data(), ld, r.du.data(), ld, np, nullptr,
@@ -719,7 +691,8 @@ void ReferenceAttention<T>::backward_row(int b, int t, int np, int tile_row, con
     simd::panel_row_sums(Hl, dA, ld, np, acc + L.dape_b2 + H0);
     simd::panel_gemm(W, Hl, f.w2.ptr<T>() + int64_t{H0} * W, 1, W, dA, ld, r.dz.data(), ld, np,
                      nullptr, false);  // d act = W2[local]ᵀ·dA
-    activation_backward(r.dz.data(), r.z.data(), W, ld, np, /*leaky=*/true);
+    simd::panel_activate_backward(r.dz.data(), r.z.data(), W, ld, np,
+                                  am::activation_negative_slope<T>(true));
     simd::panel_outer(W, 2 * H, r.dz.data(), ld, x, ld, np, acc + L.dape_w1);
     simd::panel_row_sums(W, r.dz.data(), ld, np, acc + L.dape_b1);
     simd::panel_gemm(2 * H, W, f.w1.ptr<T>(), 1, 2 * H, r.dz.data(), ld, dX, ld, np, nullptr,

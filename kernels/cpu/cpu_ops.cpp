@@ -303,12 +303,15 @@ void CpuOps::rope_backward(const Tensor& dq, const Tensor& dk, const AttentionSh
 void CpuOps::attention_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                AttentionImpl impl) {
   const auto& s = in.shape;
-  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim, "attention_forward: out");
+  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim,
+               "attention_forward: out");
   expect_numel(lse, int64_t{s.batch} * s.local() * s.seq_len, "attention_forward: lse");
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
-    if (impl == AttentionImpl::fused) cpu::attention_fused_forward<T>(in, out.ptr<T>(), lse.ptr<T>());
-    else cpu::attention_reference_forward<T>(in, out.ptr<T>(), lse.ptr<T>());
+    if (impl == AttentionImpl::fused)
+      cpu::attention_fused_forward<T>(in, out.ptr<T>(), lse.ptr<T>());
+    else
+      cpu::attention_reference_forward<T>(in, out.ptr<T>(), lse.ptr<T>());
   });
 }
 
@@ -316,7 +319,8 @@ void CpuOps::attention_backward(const AttentionInputs& in, const Tensor& out, co
                                 const Tensor& dout, const AttentionGrads& grads,
                                 AttentionImpl impl) {
   const auto& s = in.shape;
-  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim, "attention_backward: out");
+  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim,
+               "attention_backward: out");
   expect_numel(dout, out.numel(), "attention_backward: dout");
   expect_numel(lse, int64_t{s.batch} * s.local() * s.seq_len, "attention_backward: lse");
   dispatch(dtype_, [&](auto* t) {

@@ -199,6 +199,32 @@ T row_max(const T* x, int n) {
   return m;
 }
 
+// ---- activations over panels ------------------------------------------------------------------
+
+// act = z > 0 ? z : negative_slope·z over `rows` rows of n (LeakyReLU; ReLU for slope 0).
+// act may alias z.
+template <class T>
+void panel_activate(const T* z, T* act, int rows, int64_t ld, int n, T negative_slope) {
+  for (int r = 0; r < rows; ++r) {
+    const T* zr = z + r * ld;
+    T* ar = act + r * ld;
+#pragma omp simd
+    for (int j = 0; j < n; ++j) ar[j] = zr[j] > T(0) ? zr[j] : negative_slope * zr[j];
+  }
+}
+
+// d ⊙= (s > 0 ? 1 : negative_slope): the activation's derivative applied to a gradient, read off
+// the sign of `s`, which may be the pre-activation or the activation itself (they share a sign).
+template <class T>
+void panel_activate_backward(T* d, const T* s, int rows, int64_t ld, int n, T negative_slope) {
+  for (int r = 0; r < rows; ++r) {
+    T* dr = d + r * ld;
+    const T* sr = s + r * ld;
+#pragma omp simd
+    for (int j = 0; j < n; ++j) dr[j] *= sr[j] > T(0) ? T(1) : negative_slope;
+  }
+}
+
 // ---- weighted sums of token rows --------------------------------------------------------------
 
 // One chunk of V vectors of the head dimension, from element e, for R query rows.

@@ -26,15 +26,16 @@ void expect_agree(const AttentionProblem::Result& fused, const AttentionProblem:
   ASSERT_EQ(fused.grads.size(), ref.grads.size()) << what;
   for (const auto& [name, g] : ref.grads) {
     const bool f_weight = name == "dape_w1" || name == "dape_w2";
-    EXPECT_LE(test::scaled_error(fused.grads.at(name), g), f_weight ? f_tol : tol) << what << ": grad " << name;
+    EXPECT_LE(test::scaled_error(fused.grads.at(name), g), f_weight ? f_tol : tol)
+        << what << ": grad " << name;
   }
   EXPECT_TRUE(fused.padding_intact) << what << ": wrote outside dq, dk or dv";
 }
 
 std::vector<AttentionCase> every_scheme(int B, int N, int H, int D) {
   std::vector<AttentionCase> cases;
-  for (auto s : {PositionScheme::none, PositionScheme::rope, PositionScheme::alibi, PositionScheme::kerple,
-                 PositionScheme::fire})
+  for (auto s : {PositionScheme::none, PositionScheme::rope, PositionScheme::alibi,
+                 PositionScheme::kerple, PositionScheme::fire})
     for (bool dape : {false, true}) {
       AttentionCase c;
       c.scheme = s;
@@ -61,16 +62,20 @@ TEST_P(FusedAgreesWithReference, EverySchemeInFloatAndDouble) {
       CpuOps ops(dt, 2);
       const auto ref = p.run(ops, true, 0.25, AttentionImpl::reference);
       const auto fused = p.run(ops, true, 0.25, AttentionImpl::fused);
-      if (dt == DType::f64) expect_agree(fused, ref, 1e-11, 1e-11, c.name() + " f64");
-      else expect_agree(fused, ref, 1e-5, 1e-4, c.name() + " f32");
+      if (dt == DType::f64)
+        expect_agree(fused, ref, 1e-11, 1e-11, c.name() + " f64");
+      else
+        expect_agree(fused, ref, 1e-5, 1e-4, c.name() + " f32");
     }
   }
 }
 
-std::string length_name(const ::testing::TestParamInfo<int>& p) { return fmt::format("N{}", p.param); }
+std::string length_name(const ::testing::TestParamInfo<int>& p) {
+  return fmt::format("N{}", p.param);
+}
 
-INSTANTIATE_TEST_SUITE_P(Lengths, FusedAgreesWithReference, ::testing::Values(1, 2, 63, 64, 65, 127, 1000),
-                         length_name);
+INSTANTIATE_TEST_SUITE_P(Lengths, FusedAgreesWithReference,
+                         ::testing::Values(1, 2, 63, 64, 65, 127, 1000), length_name);
 
 // Decoding (keys beyond the queries), separate padded k/v buffers, and head ranges.
 TEST(FusedAttention, KeyOffsetsStridesAndHeadRangesMatchTheReference) {
@@ -96,8 +101,8 @@ TEST(FusedAttention, KeyOffsetsStridesAndHeadRangesMatchTheReference) {
   CpuOps ops(DType::f64, 2);
   for (const auto& c : cases) {
     AttentionProblem p(c, 7);
-    expect_agree(p.run(ops, true, 0.0, AttentionImpl::fused), p.run(ops, true, 0.0, AttentionImpl::reference),
-                 1e-11, 1e-11, c.name());
+    expect_agree(p.run(ops, true, 0.0, AttentionImpl::fused),
+                 p.run(ops, true, 0.0, AttentionImpl::reference), 1e-11, 1e-11, c.name());
   }
 }
 

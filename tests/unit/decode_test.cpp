@@ -13,6 +13,7 @@
 #include "core/model/decoder.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "tests/unit/test_util.h"
+#include "tests/unit/tiny_model.h"
 
 namespace dape {
 namespace {
@@ -38,22 +39,8 @@ void PrintTo(const Case& c, std::ostream* os) {
 constexpr int kBatch = 2, kLength = 12;
 
 ModelSpec tiny_spec(const Case& c) {
-  ModelSpec s;
-  s.layers = 2;
-  s.d_model = 8;
-  s.heads = 2;
-  s.head_dim = 4;
-  s.mlp_hidden = 12;
-  s.vocab = 11;
-  s.padded_vocab = 13;
-  s.position = c.scheme;
-  s.dape = c.dape;
-  s.dape_width = 5;
-  s.max_positions = kLength;
-  s.fire_width = 3;
-  s.fire_L = 4.0;  // threshold 4.6: positions on both sides of max(i, thr) are decoded
-  s.fire_leaky_relu = c.dape;
-  return s;
+  // Threshold 4.6: positions on both sides of FIRE's max(i, thr) are decoded.
+  return test::tiny_model_spec(c.scheme, c.dape, kLength, 4.0);
 }
 
 // Every parameter at a generic random point, large enough that positions matter (attention far

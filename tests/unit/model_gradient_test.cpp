@@ -8,6 +8,7 @@
 #include "core/model/decoder.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "tests/unit/test_util.h"
+#include "tests/unit/tiny_model.h"
 
 namespace dape {
 namespace {
@@ -24,21 +25,8 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 }
 
 ModelSpec tiny_spec(const Case& c) {
-  ModelSpec s;
-  s.layers = 2;
-  s.d_model = 8;
-  s.heads = 2;
-  s.head_dim = 4;
-  s.mlp_hidden = 12;
-  s.vocab = 11;
-  s.padded_vocab = 13;  // padding columns must get no gradient and not change the loss
-  s.position = c.scheme;
-  s.dape = c.dape;
-  s.dape_width = 5;
-  s.max_positions = 9;
-  s.fire_width = 3;
-  s.fire_L = 2.0;  // threshold ≈ 2.3 < some query positions: both branches of max(i, thr) are used
-  s.fire_leaky_relu = c.dape;
+  // Threshold ≈ 2.3 < some query positions: both branches of FIRE's max(i, thr) are used.
+  ModelSpec s = test::tiny_model_spec(c.scheme, c.dape, 9, 2.0);
   s.init_std = 0.3;
   s.attention = c.attention;
   return s;
@@ -107,8 +95,8 @@ TEST_P(ModelGradient, MatchesFiniteDifferencesInDouble) {
 std::vector<Case> every_case() {
   std::vector<Case> cases;
   for (AttentionImpl impl : {AttentionImpl::reference, AttentionImpl::fused})
-    for (auto scheme : {PositionScheme::none, PositionScheme::learned, PositionScheme::rope, PositionScheme::alibi,
-                        PositionScheme::kerple, PositionScheme::fire})
+    for (auto scheme : {PositionScheme::none, PositionScheme::learned, PositionScheme::rope,
+                        PositionScheme::alibi, PositionScheme::kerple, PositionScheme::fire})
       for (bool dape : {false, true}) cases.push_back({scheme, dape, impl});
   return cases;
 }
