@@ -35,7 +35,7 @@ struct Options {
   std::vector<int> lengths = {128, 512, 2048, 8192};
   std::string scheme = "kerple", impl = "both";
   bool no_dape = false;
-  double reference_max_gb = 4.0;
+  double reference_max_gb = 16.0;
 };
 
 DeviceBuffer random_buffer(Ops& ops, Shape s, uint64_t stream, double lo, double hi) {

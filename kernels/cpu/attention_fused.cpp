@@ -24,8 +24,10 @@ constexpr int kPairs = kBq * kBk;  // pairs per tile: the length of every panel 
 // Elements between panel rows: kPairs plus two cache lines, so that the rows of a panel (8 KB
 // apart otherwise) do not all map to the same L1 set.
 constexpr int kLd = kPairs + 32;
-constexpr int kChunk = 2 * kBk;  // pairs per chunk of f's layers (its panels stay in L1)
-static_assert(kBk % 16 == 0 && kChunk % kBk == 0);
+constexpr int kChunk = 2 * kBk;       // pairs per chunk of f's layers (its panels stay in L1)
+constexpr int kOuterChunk = 8 * kBk;  // pairs per stretch of f's weight-gradient sums
+static_assert(kBk % 16 == 0 && kChunk % kBk == 0 && kPairs / kChunk <= kBq &&
+              kPairs / kOuterChunk <= kBq);
 
 // ---- one call: sizes, pointers, position tables ------------------------------------------------
 
@@ -288,9 +290,79 @@ struct Tile {
   }
 };
 
+// Epilogues fused into the panel GEMMs (simd::panel_gemm): each turns a result vector of row m at
+// column j into what is stored, saving a separate pass over the panel.
+// LeakyReLU (f's hidden layer).
+template <class T>
+struct LeakyReluEpilogue {
+  T slope;
+  Vec<T> operator()(const Vec<T>& v, int, int64_t) const { return v > Vec<T>{} ? v : slope * v; }
+};
+// ∂/∂act → ∂/∂hidden: times the activation's derivative, read off the activation's sign.
+template <class T>
+struct ActivationGradEpilogue {
+  const T* act;
+  int64_t ld;
+  T slope;
+  Vec<T> operator()(const Vec<T>& v, int m, int64_t j) const {
+    return simd::load(act + m * ld + j) > Vec<T>{} ? v : slope * v;
+  }
+};
+// dP → dA = P ⊙ (dP − Di) for query row m (zero wherever P is).
+template <class T>
+struct SoftmaxGradEpilogue {
+  const T* p;
+  int64_t ld;
+  const T* di;
+  Vec<T> operator()(const Vec<T>& v, int m, int64_t j) const {
+    return simd::load(p + m * ld + j) * (v - di[m]);
+  }
+};
+
 // Number of keys of the block from j0 that query position qi sees.
 inline int visible(int qi, int j0, int cols) {
   return std::clamp(qi - j0 + 1, 0, cols);
+}
+
+// Columns of a tile that any of its R rows sees, rounded up to whole SIMD vectors: the width the
+// per-head products (S, P·V, dP, dq, dk, dv) run over. Below Bk only on the diagonal.
+template <class T>
+int tile_width(const Call<T>& c, int i0, int R, int j0, int cols) {
+  constexpr int L = kLanes<T>;
+  return (visible(c.qo + i0 + R - 1, j0, cols) + L - 1) / L * L;
+}
+
+// The stretches [begin, begin + size) of a tile's pairs that f must cover. Away from the
+// diagonal every row sees every key: the whole tile, in stretches of `chunk`. On the diagonal
+// (and in a ragged last key block) each row is cut to its visible keys rounded up to whole SIMD
+// vectors, so f — the bulk of the work — is not spent on pairs the mask removes (at a training
+// length of 128 that is a third of them).
+struct PairSpans {
+  bool full = false;
+  int count = 0;
+  int begin[kBq], size[kBq];
+};
+
+template <class T>
+PairSpans pair_spans(const Call<T>& c, int i0, int R, int j0, int cols, int chunk) {
+  PairSpans s;
+  const int np = R * kBk;
+  s.full = cols == kBk && visible(c.qo + i0, j0, cols) == kBk;
+  if (s.full) {
+    for (int c0 = 0; c0 < np; c0 += chunk) {
+      s.begin[s.count] = c0;
+      s.size[s.count++] = std::min(chunk, np - c0);
+    }
+    return s;
+  }
+  constexpr int L = kLanes<T>;
+  for (int r = 0; r < R; ++r) {
+    const int w = (visible(c.qo + i0 + r, j0, cols) + L - 1) / L * L;
+    if (w == 0) continue;
+    s.begin[s.count] = r * kBk;
+    s.size[s.count++] = w;
+  }
+  return s;
 }
 
 // Logits of the tile (rows i0 … i0+R−1 of sequence b, keys from block kb) for the local heads:
@@ -304,9 +376,10 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
   T* x = t.x.data();
   // S = (Q/√D)·Kᵀ for every head: R rows × Bk keys, one panel row per query row.
   const bool next = (kb + 1) * kBk <= c.qo + i0 + R - 1;
+  const int wt = tile_width(c, i0, R, j0, std::min(kBk, c.Nk - j0));
   for (int h = 0; h < H; ++h) {
     simd::panel_gemm(R, D, t.qsc.data() + int64_t{h} * kBq * D, D, 1, kt + int64_t{h} * D * kBk,
-                     kBk, x + int64_t{h} * kLd, kBk, kBk, nullptr, false);
+                     kBk, x + int64_t{h} * kLd, kBk, wt, nullptr, false);
     if (next) prefetch(c.kt_block(b, kb + 1) + int64_t{h} * D * kBk, int64_t{D} * kBk);
   }
   // B for every head.
@@ -348,12 +421,11 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
   }
   if (c.dape) {
     const int W = c.W;
-    for (int c0 = 0; c0 < np; c0 += kChunk) {
-      const int n = std::min(kChunk, np - c0);
+    const PairSpans spans = pair_spans(c, i0, R, j0, std::min(kBk, c.Nk - j0), kChunk);
+    for (int k = 0; k < spans.count; ++k) {
+      const int c0 = spans.begin[k], n = spans.size[k];
       simd::panel_gemm(W, 2 * H, c.w1, 2 * H, 1, x + c0, kLd, t.act.data() + c0, kLd, n, c.b1,
-                       false);
-      simd::panel_activate(t.act.data() + c0, t.act.data() + c0, W, kLd, n,
-                           am::activation_negative_slope<T>(true));
+                       false, LeakyReluEpilogue<T>{am::activation_negative_slope<T>(true)});
       simd::panel_gemm(Hl, W, c.w2 + int64_t{h0} * W, W, 1, t.act.data() + c0, kLd, a + c0, kLd, n,
                        c.b2 + h0, true);
     }
@@ -386,6 +458,7 @@ void forward_task(const Call<T>& c, Tile<T>& t, int b, int i0, T* out, T* lse) {
   const int last_key = c.qo + i0 + R - 1;
   for (int kb = 0; kb * kBk <= last_key; ++kb) {
     const int j0 = kb * kBk, cols = std::min(kBk, c.Nk - j0);
+    const int wt = tile_width(c, i0, R, j0, cols);
     tile_logits(c, t, b, i0, R, kb);
     for (int hl = 0; hl < Hl; ++hl) {
       T* ah = t.a.data() + int64_t{hl} * kLd;
@@ -418,7 +491,7 @@ void forward_task(const Call<T>& c, Tile<T>& t, int b, int i0, T* out, T* lse) {
         for (int d = 0; d < D; ++d) orow[d] *= al;
       }
       const T* vrows = c.v + b * c.vbs + int64_t{j0} * c.vs + hl * D;
-      simd::weighted_row_sums_acc(R, cols, ah, kBk, 1, vrows, c.vs, D, T(1), o, D);
+      simd::weighted_row_sums_acc(R, std::min(cols, wt), ah, kBk, 1, vrows, c.vs, D, T(1), o, D);
     }
   }
   for (int hl = 0; hl < Hl; ++hl)
@@ -473,7 +546,7 @@ struct GradLayout {
 template <class T>
 void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b, int i0,
                    const T* out, const T* lse, const T* dout, T* dq, T* dk_acc, T* dv_acc,
-                   Vec<T>* acc, double* partial) {
+                   int acc_b, Vec<T>* acc, double* partial) {
   const int R = std::min(kBq, c.Nq - i0), H = c.H, D = c.D, Hl = c.Hl, h0 = c.h0, W = c.W;
   const int np = R * kBk;
   const int64_t HlD = int64_t{Hl} * D;
@@ -504,6 +577,7 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
   const int last_key = c.qo + i0 + R - 1;
   for (int kb = 0; kb * kBk <= last_key; ++kb) {
     const int j0 = kb * kBk, cols = std::min(kBk, c.Nk - j0);
+    const int wt = tile_width(c, i0, R, j0, cols), nk = std::min(cols, wt);
     tile_logits(c, t, b, i0, R, kb);
     // P = exp(A − lse), zero where a key is not visible.
     for (int hl = 0; hl < Hl; ++hl)
@@ -519,34 +593,27 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
       T* dph = t.dp.data() + int64_t{hl} * kLd;
       const T* ph = t.a.data() + int64_t{hl} * kLd;
       simd::panel_gemm(R, D, dO + int64_t{hl} * kBq * D, D, 1, vt + int64_t{hl} * D * kBk, kBk, dph,
-                       kBk, kBk, nullptr, false);
-      for (int r = 0; r < R; ++r) {
-        const T di = t.di[hl * kBq + r];
-        T* __restrict row = dph + r * kBk;
-        const T* __restrict pr = ph + r * kBk;
-#pragma omp simd
-        for (int j = 0; j < kBk; ++j) row[j] = pr[j] * (row[j] - di);
-      }
-      T* dv = dv_acc + ((int64_t{b} * Hl + hl) * c.Nk + j0) * D;  // per-thread, head-major
-      simd::weighted_row_sums_acc(cols, R, ph, 1, kBk, dO + int64_t{hl} * kBq * D, D, D, T(1), dv,
-                                  D);
+                       kBk, wt, nullptr, false,
+                       SoftmaxGradEpilogue<T>{ph, kBk, t.di.data() + hl * kBq});
+      if (wt < kBk)  // dA is zero past the tile's width; later steps read whole rows
+        for (int r = 0; r < R; ++r) std::fill(dph + r * kBk + wt, dph + (r + 1) * kBk, T(0));
+      T* dv = dv_acc + ((int64_t{acc_b} * Hl + hl) * c.Nk + j0) * D;  // head-major accumulator
+      simd::weighted_row_sums_acc(nk, R, ph, 1, kBk, dO + int64_t{hl} * kBq * D, D, D, T(1), dv, D);
     }
     // f backward: dS = dA + ∂f/∂S, dB = dA + ∂f/∂B (local heads' dA; f feeds every head).
     if (c.dape) {
       T* x = t.x.data();
-      for (int c0 = 0; c0 < np; c0 += kChunk) {
-        const int n = std::min(kChunk, np - c0);
+      const PairSpans spans = pair_spans(c, i0, R, j0, cols, kChunk);
+      for (int k = 0; k < spans.count; ++k) {
+        const int c0 = spans.begin[k], n = spans.size[k];
         T* da = t.da.data() + c0;
         const T* act = t.act.data() + c0;
         const T* dA = t.dp.data() + c0;
-        simd::panel_gemm(W, Hl, c.w2 + int64_t{h0} * W, 1, W, dA, kLd, da, kLd, n, nullptr, false);
-        simd::panel_outer(Hl, W, dA, kLd, act, kLd, n, acc + gl.w2);
-        simd::panel_row_sums(Hl, dA, kLd, n, acc + gl.b2);
-        simd::panel_activate_backward(da, act, W, kLd, n, am::activation_negative_slope<T>(true));
+        simd::panel_gemm(
+            W, Hl, c.w2 + int64_t{h0} * W, 1, W, dA, kLd, da, kLd, n, nullptr, false,
+            ActivationGradEpilogue<T>{act, kLd, am::activation_negative_slope<T>(true)});
         simd::panel_gemm(2 * H, W, c.w1, 1, 2 * H, da, kLd, t.dx.data() + c0, kLd, n, nullptr,
                          false);
-        simd::panel_outer(W, 2 * H, da, kLd, x + c0, kLd, n, acc + gl.w1);
-        simd::panel_row_sums(W, da, kLd, n, acc + gl.b1);
         for (int hl = 0; hl < Hl; ++hl) {
           const T* src = dA + int64_t{hl} * kLd;
           T* ds = t.dx.data() + int64_t{h0 + hl} * kLd + c0;
@@ -558,6 +625,30 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
           }
         }
       }
+      if (!spans.full) {  // dS and dB are zero past each row's span (masked pairs)
+        for (int r = 0; r < R; ++r) {
+          int w = 0;
+          for (int k = 0; k < spans.count; ++k)
+            if (spans.begin[k] == r * kBk) w = spans.size[k];
+          for (int f = 0; f < 2 * H; ++f) {
+            T* row = t.dx.data() + int64_t{f} * kLd + r * kBk;
+            std::fill(row + w, row + kBk, T(0));
+          }
+        }
+      }
+      // f's weight gradients over longer stretches of pairs where the tile is full: the lane
+      // accumulators (W·2H + H·W vectors, more than L1 holds) are loaded and stored once per
+      // stretch.
+      const PairSpans sums = spans.full ? pair_spans(c, i0, R, j0, cols, kOuterChunk) : spans;
+      for (int k = 0; k < sums.count; ++k) {
+        const int c0 = sums.begin[k], n = sums.size[k];
+        const T* dA = t.dp.data() + c0;
+        const T* da = t.da.data() + c0;
+        simd::panel_outer(Hl, W, dA, kLd, t.act.data() + c0, kLd, n, acc + gl.w2);
+        simd::panel_row_sums(Hl, dA, kLd, n, acc + gl.b2);
+        simd::panel_outer(W, 2 * H, da, kLd, x + c0, kLd, n, acc + gl.w1);
+        simd::panel_row_sums(W, da, kLd, n, acc + gl.b1);
+      }
     }
     // The scheme's parameters, from dB.
     if (c.scheme == PositionScheme::kerple) {
@@ -566,7 +657,7 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
         for (int r = 0; r < R; ++r) {
           const int64_t base = h * c.ld + c.table_base(c.qo + i0 + r, j0);
           const T* g = dB(h) + r * kBk;
-          for (int j = 0; j < kBk; j += L) {
+          for (int j = 0; j < wt; j += L) {
             const Vec<T> gv = simd::load(g + j);
             acc[gl.kp + h] += gv * simd::load(c.dp_rev.data() + base + j);
             acc[gl.ka + h] += gv * simd::load(c.da_rev.data() + base + j);
@@ -615,10 +706,10 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
     for (int h = ds_begin; h < ds_end; ++h) {
       const T* ds = dS(h);
       const T* krows = c.kr_block(b, kb) + int64_t{h} * kBk * D;
-      simd::weighted_row_sums_acc(R, cols, ds, kBk, 1, krows, D, D, c.scale,
+      simd::weighted_row_sums_acc(R, nk, ds, kBk, 1, krows, D, D, c.scale,
                                   t.dq.data() + int64_t{h} * kBq * D, D);
-      T* dk = dk_acc + ((int64_t{b} * H + h) * c.Nk + j0) * D;  // per-thread, head-major
-      simd::weighted_row_sums_acc(cols, R, ds, 1, kBk, t.qsc.data() + int64_t{h} * kBq * D, D, D,
+      T* dk = dk_acc + ((int64_t{acc_b} * H + h) * c.Nk + j0) * D;  // head-major accumulator
+      simd::weighted_row_sums_acc(nk, R, ds, 1, kBk, t.qsc.data() + int64_t{h} * kBq * D, D, D,
                                   T(1), dk, D);
     }
     // The lane accumulators hold one tile's terms; the sum over tiles runs in double, which
@@ -675,51 +766,76 @@ void attention_fused_backward(const AttentionInputs& in, const T* out, const T* 
   const GradLayout<T> gl(c);
   const int nqb = (c.Nq + kBq - 1) / kBq, tasks = c.B * nqb;
   const int threads = omp_get_max_threads();
-  const int64_t dk_size = int64_t{c.B} * c.Nk * HD, dv_size = int64_t{c.B} * c.Nk * HlD;
-  std::vector<T> dk_acc(static_cast<size_t>(threads) * dk_size, T(0));
-  std::vector<T> dv_acc(static_cast<size_t>(threads) * dv_size, T(0));
   std::vector<double> partials(static_cast<size_t>(tasks) * std::max<int64_t>(gl.total, 1), 0.0);
   T* dq = grads.dq.ptr<T>();
-#pragma omp parallel num_threads(threads)
-  {
-    const int tid = omp_get_thread_num();
-    Tile<T> t(c, true);
-    std::vector<Vec<T>> acc(std::max<int64_t>(gl.total, 1));
-#pragma omp for schedule(static, 1)
-    for (int task = 0; task < tasks; ++task)
-      backward_task(c, gl, t, task / nqb, (task % nqb) * kBq, out, lse, dout, dq,
-                    dk_acc.data() + tid * dk_size, dv_acc.data() + tid * dv_size, acc.data(),
-                    partials.data() + task * gl.total);
-  }
-  // dk, dv: the per-thread sums, in thread order.
   T* dk = grads.dk.ptr<T>();
   T* dv = grads.dv.ptr<T>();
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < c.B; ++b)
+  // dk and dv of sequence b from head-major accumulators ([H][Nk][D] and [Hl][Nk][D] per copy),
+  // summed over `copies` of them (k_stride and v_stride apart), in order.
+  auto write_dkdv = [&](int b, const T* k_acc, const T* v_acc, int copies, int64_t k_stride,
+                        int64_t v_stride) {
     for (int j = 0; j < c.Nk; ++j) {
-      T* dkr = dk + b * c.kbs + int64_t{j} * c.ks;
-      T* dvr = dv + b * c.vbs + int64_t{j} * c.vs;
       for (int h = 0; h < c.H; ++h) {
-        T* d = dkr + h * c.D;
-        const T* src = dk_acc.data() + ((int64_t{b} * c.H + h) * c.Nk + j) * c.D;
+        T* d = dk + b * c.kbs + int64_t{j} * c.ks + h * c.D;
+        const T* src = k_acc + (int64_t{h} * c.Nk + j) * c.D;
         std::copy(src, src + c.D, d);
-        for (int th = 1; th < threads; ++th) {
-          const T* more = src + th * dk_size;
+        for (int i = 1; i < copies; ++i)
 #pragma omp simd
-          for (int e = 0; e < c.D; ++e) d[e] += more[e];
-        }
+          for (int e = 0; e < c.D; ++e) d[e] += src[i * k_stride + e];
       }
       for (int hl = 0; hl < c.Hl; ++hl) {
-        T* d = dvr + hl * c.D;
-        const T* src = dv_acc.data() + ((int64_t{b} * c.Hl + hl) * c.Nk + j) * c.D;
+        T* d = dv + b * c.vbs + int64_t{j} * c.vs + hl * c.D;
+        const T* src = v_acc + (int64_t{hl} * c.Nk + j) * c.D;
         std::copy(src, src + c.D, d);
-        for (int th = 1; th < threads; ++th) {
-          const T* more = src + th * dv_size;
+        for (int i = 1; i < copies; ++i)
 #pragma omp simd
-          for (int e = 0; e < c.D; ++e) d[e] += more[e];
-        }
+          for (int e = 0; e < c.D; ++e) d[e] += src[i * v_stride + e];
       }
     }
+  };
+  const int64_t seq_k = int64_t{c.Nk} * HD, seq_v = int64_t{c.Nk} * HlD;
+  if (c.B >= threads) {
+    // Enough sequences to go round: each thread owns whole sequences, so dk and dv accumulate in
+    // one sequence-sized scratch and go out once, with no per-thread copies of the batch.
+#pragma omp parallel num_threads(threads)
+    {
+      Tile<T> t(c, true);
+      std::vector<Vec<T>> acc(std::max<int64_t>(gl.total, 1));
+      std::vector<T> k_acc(seq_k), v_acc(seq_v);
+#pragma omp for schedule(dynamic, 1)
+      for (int b = 0; b < c.B; ++b) {
+        std::fill(k_acc.begin(), k_acc.end(), T(0));
+        std::fill(v_acc.begin(), v_acc.end(), T(0));
+        for (int qb = 0; qb < nqb; ++qb) {
+          const int task = b * nqb + qb;
+          backward_task(c, gl, t, b, qb * kBq, out, lse, dout, dq, k_acc.data(), v_acc.data(), 0,
+                        acc.data(), partials.data() + task * gl.total);
+        }
+        write_dkdv(b, k_acc.data(), v_acc.data(), 1, 0, 0);
+      }
+    }
+  } else {
+    // Few long sequences: threads share them by query blocks, each accumulating dk and dv for
+    // the whole batch, summed in thread order afterwards.
+    const int64_t dk_size = int64_t{c.B} * seq_k, dv_size = int64_t{c.B} * seq_v;
+    std::vector<T> dk_acc(static_cast<size_t>(threads) * dk_size, T(0));
+    std::vector<T> dv_acc(static_cast<size_t>(threads) * dv_size, T(0));
+#pragma omp parallel num_threads(threads)
+    {
+      const int tid = omp_get_thread_num();
+      Tile<T> t(c, true);
+      std::vector<Vec<T>> acc(std::max<int64_t>(gl.total, 1));
+#pragma omp for schedule(static, 1)
+      for (int task = 0; task < tasks; ++task)
+        backward_task(c, gl, t, task / nqb, (task % nqb) * kBq, out, lse, dout, dq,
+                      dk_acc.data() + tid * dk_size, dv_acc.data() + tid * dv_size, task / nqb,
+                      acc.data(), partials.data() + task * gl.total);
+    }
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < c.B; ++b)
+      write_dkdv(b, dk_acc.data() + b * seq_k, dv_acc.data() + b * seq_v, threads, dk_size,
+                 dv_size);
+  }
   // Parameter gradients: the per-task partials, in task order.
   const int64_t st = gl.total;
   if (c.dape) {

@@ -71,10 +71,22 @@ inline T lane_sum(const Vec<T>& v) {
 
 // ---- panel_gemm -----------------------------------------------------------------------------
 
-// R output rows × TB vectors of columns starting at column j.
-template <class T, int R, int TB>
+// What panel_gemm does to each result vector before storing it: nothing, by default. An
+// epilogue is called as epi(v, m, j) for the vector of row m (of the whole call) starting at
+// column j, and returns what to store; it fuses an elementwise step (an activation, its
+// derivative, the softmax gradient) into the GEMM instead of a second pass over the panel.
+struct NoEpilogue {
+  template <class V>
+  V operator()(const V& v, int, int64_t) const {
+    return v;
+  }
+};
+
+// R output rows × TB vectors of columns starting at column j; m0 is the first row's index.
+template <class T, int R, int TB, class Epi>
 inline void gemm_tile(int K, const T* a, int64_t a_row, int64_t a_col, const T* x, int64_t ldx,
-                      T* y, int64_t ldy, int64_t j, const T* bias, bool accumulate) {
+                      T* y, int64_t ldy, int64_t j, const T* bias, bool accumulate, int m0,
+                      const Epi& epi) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[R][TB];
   for (int r = 0; r < R; ++r)
@@ -91,12 +103,14 @@ inline void gemm_tile(int K, const T* a, int64_t a_row, int64_t a_col, const T* 
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TB; ++t) store(y + r * ldy + j + t * L, acc[r][t]);
+    for (int t = 0; t < TB; ++t)
+      store(y + r * ldy + j + t * L, epi(acc[r][t], m0 + r, j + t * L));
 }
 
-template <class T, int R>
+template <class T, int R, class Epi>
 inline void gemm_rows(int K, const T* a, int64_t a_row, int64_t a_col, const T* x, int64_t ldx,
-                      T* y, int64_t ldy, int np, const T* bias, bool accumulate) {
+                      T* y, int64_t ldy, int np, const T* bias, bool accumulate, int m0,
+                      const Epi& epi) {
   constexpr int L = kLanes<T>;
   const int tiles = np / L;
   int t = 0;
@@ -104,32 +118,33 @@ inline void gemm_rows(int K, const T* a, int64_t a_row, int64_t a_col, const T* 
   // each step loads TB vectors of X and R scalars of A for R·TB multiply-adds.
   if constexpr (R <= 2)
     for (; t + 8 <= tiles; t += 8)
-      gemm_tile<T, R, 8>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+      gemm_tile<T, R, 8>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0, epi);
   if constexpr (R <= 4)
     for (; t + 4 <= tiles; t += 4)
-      gemm_tile<T, R, 4>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+      gemm_tile<T, R, 4>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0, epi);
   if constexpr (R <= 8)
     for (; t + 2 <= tiles; t += 2)
-      gemm_tile<T, R, 2>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+      gemm_tile<T, R, 2>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0, epi);
   for (; t < tiles; ++t)
-    gemm_tile<T, R, 1>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate);
+    gemm_tile<T, R, 1>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0, epi);
 }
 
-// Y[m][0..np) = (accumulate ? Y[m] : 0) + (bias ? bias[m] : 0) + Σ_k A(m, k) · X[k][0..np) for
-// m < M, with A(m, k) = a[m·a_row + k·a_col] (so a transposed A is a stride swap).
-template <class T>
+// Y[m][0..np) = epi((accumulate ? Y[m] : 0) + (bias ? bias[m] : 0) + Σ_k A(m, k) · X[k][0..np))
+// for m < M, with A(m, k) = a[m·a_row + k·a_col] (so a transposed A is a stride swap).
+template <class T, class Epi = NoEpilogue>
 void panel_gemm(int M, int K, const T* a, int64_t a_row, int64_t a_col, const T* x, int64_t ldx,
-                T* y, int64_t ldy, int np, const std::type_identity_t<T>* bias, bool accumulate) {
+                T* y, int64_t ldy, int np, const std::type_identity_t<T>* bias, bool accumulate,
+                const Epi& epi = Epi()) {
   int m = 0;
   for (; m + 8 <= M; m += 8)
     gemm_rows<T, 8>(K, a + m * a_row, a_row, a_col, x, ldx, y + m * ldy, ldy, np,
-                    bias ? bias + m : nullptr, accumulate);
+                    bias ? bias + m : nullptr, accumulate, m, epi);
   for (; m + 4 <= M; m += 4)
     gemm_rows<T, 4>(K, a + m * a_row, a_row, a_col, x, ldx, y + m * ldy, ldy, np,
-                    bias ? bias + m : nullptr, accumulate);
+                    bias ? bias + m : nullptr, accumulate, m, epi);
   for (; m < M; ++m)
     gemm_rows<T, 1>(K, a + m * a_row, a_row, a_col, x, ldx, y + m * ldy, ldy, np,
-                    bias ? bias + m : nullptr, accumulate);
+                    bias ? bias + m : nullptr, accumulate, m, epi);
 }
 
 // ---- panel_outer ----------------------------------------------------------------------------
