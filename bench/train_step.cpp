@@ -91,7 +91,7 @@ static void run(const Preset& p, const std::string& position, bool dape_on, int 
 
 int main(int argc, char** argv) {
   CLI::App app{"Training-step benchmark (tokens/s, achieved GFLOP/s)"};
-  std::string preset = "all", position = "kerple", attention = "reference";
+  std::string preset = "all", position = "kerple", attention = "fused";
   int layers = 0, d_model = 256, heads = 8, vocab = 257, batch = 16, seq = 128, steps = 5,
       threads = 0, width = 32;
   bool no_dape = false, profile = false;

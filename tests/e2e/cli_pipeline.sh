@@ -59,4 +59,7 @@ grep -q "layers.1.attn.dape.w1" inspect_ckpt.txt || fail "inspect lists no DAPE 
 "$DAPE" golden --attention reference "$SRC"/tests/data/golden/pytorch/*.safetensors \
     "$SRC"/tests/data/golden/*.safetensors | tail -1 | tee golden.txt
 grep -q "^19 of 19 checks passed" golden.txt || fail "golden: expected 19 passing files"
+"$DAPE" golden --attention fused "$SRC"/tests/data/golden/pytorch/*.safetensors \
+    "$SRC"/tests/data/golden/*.safetensors | tail -1 | tee golden_fused.txt
+grep -q "^19 of 19 checks passed" golden_fused.txt || fail "golden (fused): expected 19 passing files"
 echo "cli_pipeline: ok"
