@@ -268,6 +268,9 @@ CONFIGS = [
     config("fire", False, 2, 20, 3, 4, 10, fire_c=-0.4, fire_L=8.0, fire_L_multiplier=0.9),
     config("rope", True, 1, 72, 2, 6, 20),
     config("none", True, 1, 80, 1, 8, 9),
+    # N in the hundreds: several 64-key blocks of a tiled kernel, a ragged last one.
+    config("kerple", True, 1, 200, 2, 2, 8),
+    config("alibi", True, 1, 260, 3, 2, 6),
     # N = 1: a single key per query.
     config("none", True, 3, 1, 4, 8, 7),
     config("kerple", False, 2, 1, 2, 4, 16),

@@ -22,11 +22,12 @@ struct Case {
   PositionScheme scheme;
   bool dape;
   DType dtype;
+  AttentionImpl attention = AttentionImpl::fused;
 };
 
 std::string case_label(const Case& c) {
   return std::string(position_scheme_name(c.scheme)) + (c.dape ? "_dape" : "") + "_" +
-         dtype_name(c.dtype);
+         dtype_name(c.dtype) + (c.attention == AttentionImpl::fused ? "_fused" : "_reference");
 }
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   return case_label(info.param);
@@ -40,7 +41,9 @@ constexpr int kBatch = 2, kLength = 12;
 
 ModelSpec tiny_spec(const Case& c) {
   // Threshold 4.6: positions on both sides of FIRE's max(i, thr) are decoded.
-  return test::tiny_model_spec(c.scheme, c.dape, kLength, 4.0);
+  ModelSpec s = test::tiny_model_spec(c.scheme, c.dape, kLength, 4.0);
+  s.attention = c.attention;
+  return s;
 }
 
 // Every parameter at a generic random point, large enough that positions matter (attention far
@@ -168,7 +171,9 @@ std::vector<Case> all_cases() {
   for (auto scheme : {PositionScheme::none, PositionScheme::learned, PositionScheme::rope,
                       PositionScheme::alibi, PositionScheme::kerple, PositionScheme::fire})
     for (bool dape : {false, true})
-      for (DType dt : {DType::f64, DType::f32}) cases.push_back({scheme, dape, dt});
+      for (DType dt : {DType::f64, DType::f32})
+        for (AttentionImpl impl : {AttentionImpl::fused, AttentionImpl::reference})
+          cases.push_back({scheme, dape, dt, impl});
   return cases;
 }
 
