@@ -232,14 +232,6 @@ void pack_for_backward(Call<T>& c) {
     }
 }
 
-// Asks for n elements from p to be brought towards the cache (the next key block's packed K or
-// V while this tile computes: the packed buffers of a long sequence live in L3 or memory).
-template <class T>
-inline void prefetch(const T* p, int64_t n) {
-  constexpr int64_t kLine = 64 / sizeof(T);
-  for (int64_t i = 0; i < n; i += kLine) __builtin_prefetch(p + i, 0, 2);
-}
-
 // ---- per-thread tiles --------------------------------------------------------------------------
 
 template <class T>
@@ -375,12 +367,10 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
   const T* kt = c.kt_block(b, kb);
   T* x = t.x.data();
   // S = (Q/√D)·Kᵀ for every head: R rows × Bk keys, one panel row per query row.
-  const bool next = (kb + 1) * kBk <= c.qo + i0 + R - 1;
   const int wt = tile_width(c, i0, R, j0, std::min(kBk, c.Nk - j0));
   for (int h = 0; h < H; ++h) {
     simd::panel_gemm(R, D, t.qsc.data() + int64_t{h} * kBq * D, D, 1, kt + int64_t{h} * D * kBk,
                      kBk, x + int64_t{h} * kLd, kBk, wt, nullptr, false);
-    if (next) prefetch(c.kt_block(b, kb + 1) + int64_t{h} * D * kBk, int64_t{D} * kBk);
   }
   // B for every head.
   T* bias = x + int64_t{H} * kLd;

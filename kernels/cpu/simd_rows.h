@@ -297,7 +297,9 @@ template <class T, int R, int V>
 inline void weighted_acc_chunk(int n, const T* w, int64_t w_row, int64_t w_term, const T* rows,
                                int64_t stride, int e, T factor, T* dst, int64_t ld_dst) {
   constexpr int L = kLanes<T>;
-  Vec<T> acc[R][V] = {};
+  Vec<T> acc[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < V; ++c) acc[r][c] = Vec<T>{};
   for (int j = 0; j < n; ++j) {
     Vec<T> v[V];
     for (int c = 0; c < V; ++c) v[c] = load(rows + j * stride + e + c * L);
