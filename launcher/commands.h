@@ -12,9 +12,14 @@
 
 namespace dape {
 
+class Communicator;
+
 struct GlobalOptions {
   std::string log_level = "info";
   int threads = 0;  // 0: OMP_NUM_THREADS or every core
+  // Every process of the job (MPI's world under mpirun, else a group of one); set before a
+  // subcommand runs.
+  Communicator* world = nullptr;
 };
 
 // What a subcommand runs; returns the process exit status.

@@ -13,10 +13,18 @@
 #include "common/log.h"
 #include "kernels/cuda_device.h"
 #include "launcher/commands.h"
+#include "parallel/comm.h"
 
 #ifndef DAPE_VERSION
 #define DAPE_VERSION "dev"
 #endif
+
+namespace {
+// "[rank 3] " in a job of several processes, else "".
+std::string rank_prefix(const dape::Communicator* world) {
+  return world && world->size() > 1 ? fmt::format("[rank {}] ", world->rank()) : "";
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace dape;
@@ -50,22 +58,31 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // Under mpirun every process runs this; only rank 0 prints (warnings and errors excepted).
+  std::unique_ptr<Communicator> world;
+  auto fail_everywhere = [&](int code) {
+    if (world && world->size() > 1) world->abort(code);  // no rank left waiting for this one
+    return code;
+  };
   try {
+    world = make_world_communicator();
+    global.world = world.get();
     init_logging(global.log_level);
+    set_log_rank(world->rank(), world->size(), false);
     if (global.threads > 0) omp_set_num_threads(global.threads);
     for (CLI::App* sub : app.get_subcommands()) return commands.at(sub->get_name())();
     return 2;
   } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    std::fprintf(stderr, "%serror: %s\n", rank_prefix(world.get()).c_str(), e.what());
+    return fail_everywhere(1);
   } catch (const InternalError& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 3;
+    std::fprintf(stderr, "%s%s\n", rank_prefix(world.get()).c_str(), e.what());
+    return fail_everywhere(3);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "error: out of memory\n");
-    return 1;
+    std::fprintf(stderr, "%serror: out of memory\n", rank_prefix(world.get()).c_str());
+    return fail_everywhere(1);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
-    return 3;
+    std::fprintf(stderr, "%sinternal error: %s\n", rank_prefix(world.get()).c_str(), e.what());
+    return fail_everywhere(3);
   }
 }

@@ -8,8 +8,10 @@
  */
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels/tensor.h"
 
@@ -33,6 +35,17 @@ class Communicator {
   virtual void barrier() = 0;
   // Host scalars, for losses and norms: Σ over ranks.
   virtual double all_reduce_sum(double v) = 0;
+
+  // Host-side control data (counts, file lists, small messages), not tensors.
+  // Element-wise Σ over ranks of n int64 values, in place.
+  virtual void all_reduce_sum(int64_t* values, int64_t n) = 0;
+  // Every rank's bytes, indexed by rank.
+  virtual std::vector<std::string> all_gather_bytes(const std::string& mine) = 0;
+  // root's bytes, on every rank.
+  virtual std::string broadcast_bytes(const std::string& bytes, int root) = 0;
+  // Ends every process of the group with `code` (after this rank's error was printed): no rank
+  // is left waiting in a collective for one that has failed.
+  [[noreturn]] virtual void abort(int code) = 0;
 };
 
 // The group of one: every collective is the identity (or a copy).
@@ -47,6 +60,16 @@ class LocalCommunicator final : public Communicator {
   void broadcast(const Tensor&, int) override {}
   void barrier() override {}
   double all_reduce_sum(double v) override { return v; }
+  void all_reduce_sum(int64_t*, int64_t) override {}
+  std::vector<std::string> all_gather_bytes(const std::string& mine) override { return {mine}; }
+  std::string broadcast_bytes(const std::string& bytes, int) override { return bytes; }
+  [[noreturn]] void abort(int code) override;
 };
+
+// The group of every process of this job: MPI's world when the process was started by an MPI
+// launcher (mpirun, srun with PMIx: detected from its environment variables), else the group of
+// one. MPI is initialized here, on first use, and finalized when the returned object is
+// destroyed.
+std::unique_ptr<Communicator> make_world_communicator();
 
 }  // namespace dape

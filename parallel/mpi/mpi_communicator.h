@@ -1,0 +1,56 @@
+/*
+ * MpiCommunicator: the Communicator over MPI, on host buffers (the CPU backend's tensors).
+ *
+ * Tensor collectives map to MPI_Allreduce / MPI_Allgather / MPI_Reduce_scatter_block /
+ * MPI_Bcast on float32 or float64 data; control data (counts, byte strings) to the matching
+ * integer and byte collectives. A sub-communicator (data- or tensor-parallel group) is a
+ * MpiCommunicator over a split of the world (split()).
+ *
+ * Results of reductions are deterministic for a fixed group size and message size (Open MPI
+ * picks its algorithm from those), which the training system's bitwise reproducibility needs.
+ */
+#pragma once
+
+#include <mpi.h>
+
+#include "parallel/comm.h"
+
+namespace dape {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Wraps `comm`; takes ownership (MPI_Comm_free on destruction) unless it is MPI_COMM_WORLD.
+  explicit MpiCommunicator(MPI_Comm comm);
+  ~MpiCommunicator() override;
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return "mpi"; }
+
+  void all_reduce_sum(const Tensor& x) override;
+  void all_gather(const Tensor& out, const Tensor& in) override;
+  void reduce_scatter_sum(const Tensor& out, const Tensor& in) override;
+  void broadcast(const Tensor& x, int root) override;
+  void barrier() override;
+  double all_reduce_sum(double v) override;
+  void all_reduce_sum(int64_t* values, int64_t n) override;
+  std::vector<std::string> all_gather_bytes(const std::string& mine) override;
+  std::string broadcast_bytes(const std::string& bytes, int root) override;
+  [[noreturn]] void abort(int code) override;
+
+  // The ranks with equal `color`, ordered by `key`: a sub-group.
+  std::unique_ptr<MpiCommunicator> split(int color, int key) const;
+  MPI_Comm comm() const { return comm_; }
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1;
+};
+
+// Initializes MPI if the process was started by an MPI launcher and MPI is not up yet; returns
+// whether MPI is in use. Finalization is owned by the first world communicator made.
+bool launched_by_mpi();
+
+}  // namespace dape
