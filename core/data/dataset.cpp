@@ -89,8 +89,7 @@ void verify_all(const std::vector<const TokenStream*>& streams, bool show_progre
 
 }  // namespace
 
-TokenDataset::TokenDataset(const std::string& dir, const DatasetOpenOptions& options)
-    : dir_(dir) {
+TokenDataset::TokenDataset(const std::string& dir, const DatasetOpenOptions& options) : dir_(dir) {
   if (!is_directory(dir)) {
     if (auto megatron = find_megatron_dataset(dir)) {
       open_megatron(*megatron, options);
@@ -123,7 +122,7 @@ void TokenDataset::open_megatron(const MegatronPaths& paths, const DatasetOpenOp
         dir_, paths.idx);
   }
   const int32_t vocab = options.vocab_size;
-  auto train_data = std::make_shared<const MegatronDataset>(paths.prefix);
+  auto train_data = std::make_shared<const MegatronDataset>(paths.idx);
   const int64_t docs = train_data->documents();
   std::vector<TokenStream::TokenRange> train_ranges, val_ranges;
   std::shared_ptr<const MegatronDataset> val_data;
@@ -134,7 +133,7 @@ void TokenDataset::open_megatron(const MegatronPaths& paths, const DatasetOpenOp
       fail("validation path '{}' is not a Megatron dataset (a .idx/.bin file or their prefix)",
            options.validation_path);
     }
-    val_data = std::make_shared<const MegatronDataset>(val_paths->prefix);
+    val_data = std::make_shared<const MegatronDataset>(val_paths->idx);
     train_ranges.push_back({0, train_data->tokens()});
     val_ranges.push_back({0, val_data->tokens()});
     train_docs = docs;
@@ -147,7 +146,8 @@ void TokenDataset::open_megatron(const MegatronPaths& paths, const DatasetOpenOp
       const bool is_val = next_val < v && evenly_spread_index(next_val, docs, v) == d;
       if (is_val) ++next_val;
       const int64_t begin = train_data->document_start(d);
-      (is_val ? val_ranges : train_ranges).push_back({begin, train_data->document_start(d + 1) - begin});
+      (is_val ? val_ranges : train_ranges)
+          .push_back({begin, train_data->document_start(d + 1) - begin});
       ++(is_val ? val_docs : train_docs);
     }
     DAPE_CHECK(next_val == v, "{} of {} validation documents placed", next_val, v);

@@ -39,7 +39,7 @@ struct DatasetOpenOptions {
   bool show_progress = true;
   // Megatron data only (see above): the vocabulary (required), and how validation is taken.
   int32_t vocab_size = 0;
-  std::string validation_path;
+  std::string validation_path = "";
   double val_fraction = 0.01;
 };
 

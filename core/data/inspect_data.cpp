@@ -307,10 +307,10 @@ std::string inspect_megatron(const std::string& path, bool verify, int64_t vocab
   }
   std::unique_ptr<MegatronDataset> data;
   if (!check("data", [&] {
-        data = std::make_unique<MegatronDataset>(paths->prefix);
+        data = std::make_unique<MegatronDataset>(paths->idx);
         return fmt::format("{} ({} bytes = {} tokens × {}) OK", paths->bin,
-                           data->tokens() * static_cast<int64_t>(index.itemsize()),
-                           data->tokens(), index.itemsize());
+                           data->tokens() * static_cast<int64_t>(index.itemsize()), data->tokens(),
+                           index.itemsize());
       })) {
     problems.throw_if_any(out);
     return out;

@@ -105,13 +105,14 @@ class JsonLinesDocuments::Parser {
     simdjson::dom::element value;
     if (root.get_object().at_key(field).get(value)) {
       reason = kMissingTextField;
-      what = fmt::format("the object has no field \"{}\" (the text field; see --text-field)",
-                         field);
+      what =
+          fmt::format("the object has no field \"{}\" (the text field; see --text-field)", field);
       return false;
     }
     if (value.get_string().get(text)) {
       reason = kTextNotString;
-      what = fmt::format("field \"{}\" holds {}, not a string", field, json_type_name(value.type()));
+      what =
+          fmt::format("field \"{}\" holds {}, not a string", field, json_type_name(value.type()));
       return false;
     }
     return true;
@@ -122,8 +123,7 @@ class JsonLinesDocuments::Parser {
   std::vector<char> padded_;
 };
 
-JsonLinesDocuments::JsonLinesDocuments(std::vector<std::string> files,
-                                       const ReaderOptions& options)
+JsonLinesDocuments::JsonLinesDocuments(std::vector<std::string> files, const ReaderOptions& options)
     : options_(options), parser_(std::make_unique<Parser>()) {
   int64_t compressed_total = 0;
   for (auto& path : files) {
@@ -179,8 +179,8 @@ bool JsonLinesDocuments::read_line(LineReader::Line& line, bool keep) {
   const File& f = files_[file_];
   if (!reader_) reader_ = std::make_unique<LineReader>(f.path, f.compressed, options_.block_bytes);
   if (!(keep ? reader_->next(line) : reader_->skip(line))) {
-    fail("'{}' changed while it was read: it had {} lines when counted, now {}", f.path,
-         f.records, file_records_read_);
+    fail("'{}' changed while it was read: it had {} lines when counted, now {}", f.path, f.records,
+         file_records_read_);
   }
   ++file_records_read_;
   ++next_record_;
@@ -201,8 +201,9 @@ bool JsonLinesDocuments::next(Document& doc) {
   std::string what;
   if (line.broken) {
     reason = reader_->problem()->reason.c_str();
-    what = fmt::format("{}; line {} ({} bytes decoded) is incomplete and nothing after it can be read",
-                       reader_->problem()->message, line.number, line.text.size());
+    what =
+        fmt::format("{}; line {} ({} bytes decoded) is incomplete and nothing after it can be read",
+                    reader_->problem()->message, line.number, line.text.size());
   } else if (parser_->parse(line.text, options_.text_field, doc.text, reason, what)) {
     return true;
   } else {
@@ -238,9 +239,9 @@ void JsonLinesDocuments::skip(int64_t n) {
 std::string JsonLinesDocuments::describe() const {
   int64_t compressed = 0;
   for (const auto& f : files_) compressed += f.compressed ? 1 : 0;
-  return fmt::format("{} file{} of JSON lines ({}{} lines)", files_.size(),
-                     files_.size() == 1 ? "" : "s",
-                     compressed ? fmt::format("{} zstd, ", compressed) : "", records_);
+  return fmt::format(
+      "{} file{} of JSON lines ({}{} line{})", files_.size(), files_.size() == 1 ? "" : "s",
+      compressed ? fmt::format("{} zstd, ", compressed) : "", records_, records_ == 1 ? "" : "s");
 }
 
 }  // namespace dape::data

@@ -220,15 +220,15 @@ int64_t MegatronIndex::check_sizes_and_pointers() {
     const int64_t ptr = pointer(i);
     if (s < 0) fail("Megatron index '{}': sizes[{}] = {} is negative", path(), i, s);
     if (ptr != expected && i == 0) {
-      fail("Megatron index '{}': pointers[0] = {}, but the first sequence starts at byte 0",
-           path(), ptr);
+      fail("Megatron index '{}': pointers[0] = {}, but the first sequence starts at byte 0", path(),
+           ptr);
     }
     if (ptr != expected) {
       fail(
           "Megatron index '{}': pointers[{}] = {} is inconsistent with the entry before it: "
           "pointers[{}] + sizes[{}] × {} bytes ({}) = {} + {} × {} = {}",
-          path(), i, ptr, i - 1, i - 1, w, megatron_dtype_name(dtype_), pointer(i - 1),
-          size(i - 1), w, expected);
+          path(), i, ptr, i - 1, i - 1, w, megatron_dtype_name(dtype_), pointer(i - 1), size(i - 1),
+          w, expected);
     }
     if (s > (std::numeric_limits<int64_t>::max() - expected) / w) {
       fail("Megatron index '{}': sizes[{}] = {} overflows the byte offsets", path(), i, s);
@@ -402,8 +402,8 @@ void MegatronDatasetWriter::add_sequence(std::span<const int32_t> tokens) {
   }
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < lo || tokens[i] > hi) {
-      fail("Megatron data '{}': token id {} (sequence {}, position {}) does not fit {}",
-           paths_.bin, tokens[i], sizes_.size(), i, megatron_dtype_name(dtype_));
+      fail("Megatron data '{}': token id {} (sequence {}, position {}) does not fit {}", paths_.bin,
+           tokens[i], sizes_.size(), i, megatron_dtype_name(dtype_));
     }
     const int64_t v = tokens[i];
     const size_t at = buffer_.size();
@@ -436,7 +436,9 @@ void MegatronDatasetWriter::add_sequence(std::span<const int32_t> tokens) {
   tokens_ += static_cast<int64_t>(tokens.size());
 }
 
-void MegatronDatasetWriter::end_document() { doc_idx_.push_back(sequences()); }
+void MegatronDatasetWriter::end_document() {
+  doc_idx_.push_back(sequences());
+}
 
 void MegatronDatasetWriter::flush() {
   write_all(fd_, buffer_.data(), buffer_.size(), paths_.bin + ".tmp");

@@ -7,7 +7,9 @@
 
 namespace dape::data {
 
-bool has_zstd_extension(const std::string& path) { return path.ends_with(".zst"); }
+bool has_zstd_extension(const std::string& path) {
+  return path.ends_with(".zst");
+}
 
 ZstdFileReader::ZstdFileReader(const std::string& path) : file_(path) {
   stream_ = ZSTD_createDStream();
@@ -20,7 +22,9 @@ ZstdFileReader::ZstdFileReader(const std::string& path) : file_(path) {
   }
 }
 
-ZstdFileReader::~ZstdFileReader() { ZSTD_freeDStream(stream_); }
+ZstdFileReader::~ZstdFileReader() {
+  ZSTD_freeDStream(stream_);
+}
 
 void ZstdFileReader::end_stream() {
   ended_ = true;
@@ -44,7 +48,7 @@ size_t ZstdFileReader::read(char* out, size_t capacity) {
       end_stream();
       break;
     }
-    const size_t before = input.pos;
+    const size_t before = input.pos, produced = output.pos;
     const size_t hint = ZSTD_decompressStream(stream_, &output, &input);
     if (ZSTD_isError(hint)) {
       problem_ = StreamProblem{
@@ -56,7 +60,9 @@ size_t ZstdFileReader::read(char* out, size_t capacity) {
       ended_ = true;
       break;
     }
-    last_hint_ = hint;
+    // A call that neither reads nor writes says nothing about the frame: after a frame has
+    // ended with the output full, an extra call with no input asks for the next frame's header.
+    if (input.pos != before || output.pos != produced) last_hint_ = hint;
     output_may_remain_ = output.pos == output.size;
   }
   in_pos_ = input.pos;
