@@ -33,7 +33,10 @@ CommandFn add_inspect_command(CLI::App& app, const GlobalOptions&) {
   return [args]() {
     const std::string& p = args->path;
     const bool verify = !args->no_verify;
-    const bool megatron = !is_directory(p) && data::find_megatron_dataset(p).has_value();
+    // A .idx, or a .bin or prefix beside one (a checkpoint's shard_*.bin is not Megatron data).
+    const auto megatron_paths = is_directory(p) ? std::nullopt : data::find_megatron_dataset(p);
+    const bool megatron =
+        megatron_paths && (p.ends_with(".idx") || path_exists(megatron_paths->idx));
     if (!path_exists(p) && !megatron) fail("'{}' does not exist", p);
     if (args->vocab > 0 && !megatron)
       fail("--vocab applies to Megatron data only; '{}' is not a .idx/.bin pair", p);

@@ -146,8 +146,14 @@ void TokenDataset::open_megatron(const MegatronPaths& paths, const DatasetOpenOp
       const bool is_val = next_val < v && evenly_spread_index(next_val, docs, v) == d;
       if (is_val) ++next_val;
       const int64_t begin = train_data->document_start(d);
-      (is_val ? val_ranges : train_ranges)
-          .push_back({begin, train_data->document_start(d + 1) - begin});
+      const int64_t count = train_data->document_start(d + 1) - begin;
+      auto& ranges = is_val ? val_ranges : train_ranges;
+      // Runs of consecutive documents become one range: memory grows with V, not with D.
+      if (!ranges.empty() && ranges.back().begin + ranges.back().count == begin) {
+        ranges.back().count += count;
+      } else {
+        ranges.push_back({begin, count});
+      }
       ++(is_val ? val_docs : train_docs);
     }
     DAPE_CHECK(next_val == v, "{} of {} validation documents placed", next_val, v);
