@@ -41,7 +41,8 @@ CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--out", args->out, "Write the results as JSON to this file");
   cmd->add_option("--data", args->data,
-                  "Dataset directory (default: the one the model was trained on)");
+                  "Dataset directory or Megatron data (default: the one the model was trained "
+                  "on; Megatron data is split by the config's data.val_fraction)");
   cmd->add_option(
          "--max-chunks", args->max_chunks,
          "At most N chunks per length, spread over the validation split (0: all; default: the "
@@ -58,6 +59,9 @@ CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global) {
     const std::string data_dir = args->data.empty() ? cfg.msg.data().path() : args->data;
     data::DatasetOpenOptions dopts;
     dopts.show_progress = !args->no_progress;
+    dopts.vocab_size = cfg.msg.model().vocab_size();  // Megatron data (model.vocab_size is set)
+    if (args->data.empty()) dopts.validation_path = cfg.msg.data().validation_path();
+    dopts.val_fraction = cfg.msg.data().val_fraction();
     data::TokenDataset dataset(data_dir, dopts);
     CpuOps ops(DType::f32, global.threads > 0 ? global.threads : cfg.msg.train().threads());
     const ModelSpec spec = ModelSpec::from_config(cfg.msg.model(), dataset.vocab_size());

@@ -11,6 +11,7 @@
 #include "core/checkpoint/checkpoint.h"
 #include "core/config/config.h"
 #include "core/data/dataset_manifest.h"
+#include "core/data/megatron_dataset.h"
 #include "core/data/tokenizer.h"
 #include "core/model/decoder.h"
 #include "core/model/sampler.h"
@@ -23,6 +24,12 @@ namespace {
 // The tokenizer of the dataset at `dir`, which the checkpoint's config names (or --data).
 std::unique_ptr<data::TextTokenizer> dataset_tokenizer(const std::string& dir, bool from_config,
                                                        int32_t* vocab) {
+  if (!is_directory(dir) && data::find_megatron_dataset(dir))
+    fail(
+        "'{}'{} is Megatron data, which records no tokenizer, and generate needs one to encode "
+        "the prompt: pass --data DIR naming a dataset written by `dape prepare` with the same "
+        "tokenizer and vocabulary",
+        dir, from_config ? " (data.path of the checkpoint's config)" : "");
   if (!is_directory(dir))
     fail(
         "the dataset directory '{}'{} does not exist (or is not a directory): its manifest "

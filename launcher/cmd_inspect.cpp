@@ -1,9 +1,11 @@
-// `dape inspect`: says what a token shard, dataset or checkpoint holds and verifies checksums.
+// `dape inspect`: says what a token shard, dataset, Megatron data or checkpoint holds and
+// verifies checksums.
 #include <cstdio>
 
 #include "common/file_util.h"
 #include "core/checkpoint/checkpoint.h"
 #include "core/data/inspect_data.h"
+#include "core/data/megatron_dataset.h"
 #include "launcher/commands.h"
 
 namespace dape {
@@ -12,19 +14,34 @@ CommandFn add_inspect_command(CLI::App& app, const GlobalOptions&) {
   struct Args {
     std::string path;
     bool no_verify = false;
+    int64_t vocab = 0;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
-      "inspect", "Show what a token shard, dataset or checkpoint holds; verify checksums");
+      "inspect",
+      "Show what a token shard, dataset, Megatron .bin/.idx or checkpoint holds; verify it");
   cmd->add_option("path", args->path,
-                  "A .tok shard, a dataset directory, or a checkpoint/run directory")
+                  "A .tok shard, a dataset directory, Megatron data (PREFIX.idx, PREFIX.bin or "
+                  "PREFIX), or a checkpoint/run directory")
       ->required();
-  cmd->add_flag("--no-verify", args->no_verify, "Skip checksum verification");
+  cmd->add_flag("--no-verify", args->no_verify,
+                "Skip verification (checksums; for Megatron data: pointers, doc_idx, .bin "
+                "length, token ids)");
+  cmd->add_option("--vocab", args->vocab,
+                  "Megatron data: check every token id against this vocabulary size")
+      ->check(CLI::PositiveNumber);
   return [args]() {
     const std::string& p = args->path;
     const bool verify = !args->no_verify;
-    if (!path_exists(p)) fail("'{}' does not exist", p);
+    // A .idx, or a .bin or prefix beside one (a checkpoint's shard_*.bin is not Megatron data).
+    const auto megatron_paths = is_directory(p) ? std::nullopt : data::find_megatron_dataset(p);
+    const bool megatron =
+        megatron_paths && (p.ends_with(".idx") || path_exists(megatron_paths->idx));
+    if (!path_exists(p) && !megatron) fail("'{}' does not exist", p);
+    if (args->vocab > 0 && !megatron)
+      fail("--vocab applies to Megatron data only; '{}' is not a .idx/.bin pair", p);
     auto report = [&]() -> std::string {
+      if (megatron) return data::inspect_megatron(p, verify, args->vocab);
       if (!is_directory(p)) return data::inspect_token_shard(p, verify);
       if (path_exists(join_path(p, "dataset.pbtxt"))) return data::inspect_dataset(p, verify);
       if (path_exists(join_path(p, "manifest.pb")) || path_exists(join_path(p, "checkpoints")) ||

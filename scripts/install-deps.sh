@@ -10,7 +10,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev libcli11-dev
-  libzstd-dev libsimdjson-dev libsentencepiece-dev libxxhash-dev
+  libzstd-dev zstd libsimdjson-dev libsentencepiece-dev libxxhash-dev
   python3 python3-numpy python3-matplotlib
   bible-kjv
 )

@@ -389,6 +389,10 @@ void validate_config(const LoadedConfig& cfg, int world_size) {
     bad("train.seq_len", fmt::format("{} exceeds model.max_positions = {} of the learned scheme",
                                      t.seq_len(), m.max_positions()));
 
+  if (!(c.data().val_fraction() >= 0 && c.data().val_fraction() < 1))
+    bad("data.val_fraction",
+        fmt::format("{} is out of range; expected 0 to < 1", c.data().val_fraction()));
+
   const auto& p = c.parallel();
   require_range("parallel.tp", p.tp(), 1, 4096);
   require_range("parallel.zero_stage", p.zero_stage(), 0, 1);

@@ -2,11 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <memory>
 #include <vector>
 
 #include "common/file_util.h"
 #include "core/data/byte_tokenizer.h"
 #include "core/data/dataset_manifest.h"
+#include "core/data/megatron_dataset.h"
 #include "core/data/token_shard.h"
 
 namespace dape::data {
@@ -230,6 +235,120 @@ std::string inspect_dataset(const std::string& dir, bool verify) {
     } catch (const Error& e) {
       out += fmt::format("    ERROR: {}\n", e.what());
       problems.add(e.what());
+    }
+  }
+  problems.throw_if_any(out);
+  return out;
+}
+
+std::string inspect_megatron(const std::string& path, bool verify, int64_t vocab) {
+  Problems problems;
+  const auto paths = find_megatron_dataset(path);
+  if (!paths) fail("'{}' is not a Megatron dataset (a .idx/.bin file or their prefix)", path);
+  if (!path_exists(paths->idx)) fail("Megatron index '{}' does not exist", paths->idx);
+  // Header and length only: the entries are checked below, as findings rather than a throw.
+  MegatronIndex index(paths->idx, /*check_entries=*/false);
+  std::string out = fmt::format("Megatron dataset {}\n", paths->prefix);
+  out += fmt::format("  index          : {} ({} bytes, MMIDIDX version {})\n", paths->idx,
+                     index.file_bytes(), index.version());
+  out += fmt::format("  dtype          : {} (code {}, {} byte{} per token)\n",
+                     megatron_dtype_name(index.dtype()), static_cast<int>(index.dtype()),
+                     index.itemsize(), index.itemsize() == 1 ? "" : "s");
+  out += fmt::format("  sequences      : {}\n", index.sequences());
+  out += fmt::format("  documents      : {} ({} doc_idx entries)\n", index.documents(),
+                     index.doc_idx_entries());
+  int64_t tokens = 0, min_size = 0, max_size = 0;
+  for (int64_t i = 0; i < index.sequences(); ++i) {
+    const int64_t s = index.size(i);
+    tokens += s;
+    min_size = i == 0 ? s : std::min(min_size, s);
+    max_size = i == 0 ? s : std::max(max_size, s);
+  }
+  out += fmt::format("  tokens         : {}\n", tokens);
+  if (index.sequences() > 0) {
+    out += fmt::format("  sequence sizes : min {}, max {}, mean {:.1f} tokens\n", min_size,
+                       max_size, static_cast<double>(tokens) / index.sequences());
+  }
+  const bool have_bin = path_exists(paths->bin);
+  if (!have_bin) {
+    const std::string p = fmt::format("Megatron data '{}' does not exist", paths->bin);
+    out += fmt::format("  data           : {} MISSING\n", paths->bin);
+    problems.add(p);
+  }
+  if (!verify) {
+    if (have_bin) {
+      out += fmt::format("  data           : {} ({} bytes; not verified)\n", paths->bin,
+                         std::filesystem::file_size(paths->bin));
+    }
+    problems.throw_if_any(out);
+    return out;
+  }
+  auto check = [&](const char* label, const std::function<std::string()>& f) {
+    try {
+      out += fmt::format("  {:<15}: {}\n", label, f());
+      return true;
+    } catch (const Error& e) {
+      out += fmt::format("  {:<15}: ERROR: {}\n", label, e.what());
+      problems.add(e.what());
+      return false;
+    }
+  };
+  const bool pointers_ok = check("pointers", [&] {
+    index.check_sizes_and_pointers();
+    return fmt::format("all {} consistent with the sizes OK", index.sequences());
+  });
+  check("doc_idx", [&] {
+    index.check_doc_idx();
+    return std::string("starts at 0, in order, ends at the last sequence OK");
+  });
+  if (!have_bin || !pointers_ok) {
+    problems.throw_if_any(out);
+    return out;
+  }
+  std::unique_ptr<MegatronDataset> data;
+  if (!check("data", [&] {
+        data = std::make_unique<MegatronDataset>(paths->idx);
+        return fmt::format("{} ({} bytes = {} tokens × {}) OK", paths->bin,
+                           data->tokens() * static_cast<int64_t>(index.itemsize()), data->tokens(),
+                           index.itemsize());
+      })) {
+    problems.throw_if_any(out);
+    return out;
+  }
+  if (data->tokens() > 0) {
+    int64_t lo = 0, hi = 0;
+    for (int64_t at = 0; at < data->tokens(); at += kScanWindow) {
+      const auto [a, b] = data->id_range(at, std::min(kScanWindow, data->tokens() - at));
+      lo = at == 0 ? a : std::min(lo, a);
+      hi = at == 0 ? b : std::max(hi, b);
+    }
+    std::string ids = fmt::format("min {}, max {}", lo, hi);
+    if (vocab > 0) {
+      const bool inside = lo >= 0 && hi < vocab;
+      ids += inside ? fmt::format(", all inside the vocabulary [0, {}) OK", vocab)
+                    : fmt::format(", OUTSIDE the vocabulary [0, {})", vocab);
+      if (!inside) {
+        // The first offending id, with its offset and sequence, from the checked read.
+        std::vector<int32_t> window(static_cast<size_t>(std::min(kScanWindow, data->tokens())));
+        try {
+          for (int64_t at = 0; at < data->tokens(); at += kScanWindow) {
+            data->read(at, std::min(kScanWindow, data->tokens() - at), window.data(), vocab);
+          }
+        } catch (const Error& e) {
+          problems.add(e.what());
+        }
+      }
+    } else {
+      ids += " (pass --vocab N to check them against a vocabulary)";
+    }
+    out += fmt::format("  token ids      : {}\n", ids);
+    const int64_t n = std::min<int64_t>(data->tokens(), kShownIds);
+    std::vector<int32_t> first(static_cast<size_t>(n));
+    std::string shown;
+    if (lo >= 0 && hi < std::numeric_limits<int32_t>::max()) {
+      data->read(0, n, first.data(), std::numeric_limits<int32_t>::max());
+      for (int32_t id : first) shown += fmt::format(" {}", id);
+      out += fmt::format("  first ids      :{}{}\n", shown, data->tokens() > n ? " …" : "");
     }
   }
   problems.throw_if_any(out);

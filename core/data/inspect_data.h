@@ -1,5 +1,5 @@
 /*
- * What `dape inspect` says about a token shard or a dataset directory.
+ * What `dape inspect` says about a token shard, a dataset directory, or Megatron data.
  *
  * The report is for a person checking data: header fields, counts, stored versus computed
  * checksums (with verify), and the first tokens decoded to text when the vocabulary is the byte
@@ -32,5 +32,9 @@ class InspectFailure : public Error {
 std::string inspect_token_shard(const std::string& path, bool verify);
 // With `verify`, does so for every shard.
 std::string inspect_dataset(const std::string& dir, bool verify);
+// Megatron/GPT-NeoX data (`path`: the .idx, the .bin or their prefix): header, dtype,
+// sequences, documents, tokens, size ranges. With `verify`, also every pointer and doc_idx
+// entry, the .bin length, and the range of token ids (checked against `vocab` when > 0).
+std::string inspect_megatron(const std::string& path, bool verify, int64_t vocab);
 
 }  // namespace dape::data

@@ -108,9 +108,14 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
     }
   }
   std::unique_ptr<TextTokenizer> tokenizer = make_tokenizer(options.tokenizer);
-  std::unique_ptr<DocumentSource> documents = open_documents(options.inputs, options.format);
+  ReaderOptions reader_options = options.reader;
+  reader_options.show_progress = options.show_progress;
+  std::unique_ptr<DocumentSource> documents =
+      open_documents(options.inputs, options.format, reader_options);
   const int64_t num_documents = documents->document_count();
-  if (num_documents == 0) fail("prepare: the inputs hold no documents (no files found)");
+  if (num_documents == 0) {
+    fail("prepare: the inputs hold no documents (no files found, or only empty files)");
+  }
   const TrainValSplit rule(num_documents, options.val_fraction);
   prepare_output_directory(options.out_dir);
 
@@ -134,6 +139,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
     bar = std::make_unique<ProgressBar>("prepare", documents->total_bytes(), "B");
   PrepareSummary summary;
   summary.out_dir = options.out_dir;
+  summary.inputs = documents->describe();
   summary.documents = num_documents;
   summary.input_bytes = documents->total_bytes();
   summary.split_by_document = rule.by_document();
@@ -142,12 +148,21 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
   Document doc;
   int64_t k = 0, bytes_done = 0;
   while (documents->next(doc)) {
+    DAPE_CHECK(doc.record == k, "record {} came when {} was expected", doc.record, k);
+    ++k;
+    bytes_done += doc.input_bytes;
+    if (doc.skipped) {
+      BadRecordTally& tally = summary.bad_records[doc.reason];
+      if (tally.count++ == 0) tally.first = doc.problem;
+      ++summary.skipped_records;
+      continue;
+    }
     tokens.clear();
     tokenizer->encode(doc.text, tokens);
     tokens.push_back(eod);
     const std::span<const int32_t> all(tokens);
     if (rule.by_document()) {
-      if (rule.is_validation_document(k)) {
+      if (rule.is_validation_document(doc.record)) {
         to_validation(all);
       } else {
         to_train(all);
@@ -162,8 +177,6 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
       }
       if (tail > 0) to_validation(std::span<const int32_t>(tokens).last(static_cast<size_t>(tail)));
     }
-    ++k;
-    bytes_done += static_cast<int64_t>(doc.text.size());
     if (bar) {
       bar->update(bytes_done, fmt::format("{}/{} docs | {} tok", k, num_documents,
                                           si_format(train.tokens() + validation.tokens())));
@@ -172,9 +185,12 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
   DAPE_CHECK(k == num_documents, "read {} documents, expected {}", k, num_documents);
   if (train.tokens() == 0) {
     fail(
-        "prepare: the training split would be empty ({} documents, validation fraction {}); "
+        "prepare: the training split would be empty ({} documents{}, validation fraction {}); "
         "lower --val-fraction or add input",
-        num_documents, options.val_fraction);
+        num_documents,
+        summary.skipped_records ? fmt::format(", {} of them skipped", summary.skipped_records)
+                                : std::string(),
+        options.val_fraction);
   }
 
   Dataset manifest;
@@ -210,6 +226,14 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
 std::string format_prepare_summary(const PrepareSummary& s) {
   std::string out = fmt::format("prepared {}: {} documents, {} input bytes\n", s.out_dir,
                                 s.documents, s.input_bytes);
+  if (!s.inputs.empty()) out += fmt::format("  inputs      : {}\n", s.inputs);
+  if (s.skipped_records > 0) {
+    out += fmt::format("  skipped     : {} bad record{} (--on-bad-record skip)\n",
+                       s.skipped_records, s.skipped_records == 1 ? "" : "s");
+    for (const auto& [reason, tally] : s.bad_records) {
+      out += fmt::format("    {:<24}: {}, first: {}\n", reason, tally.count, tally.first);
+    }
+  }
   out += fmt::format("  split       : {}\n",
                      s.split_by_document ? "by document" : "by tokens (tail of each document)");
   out += fmt::format("  train       : {} tokens, {} documents, {} shards\n", s.train_tokens,

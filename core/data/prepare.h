@@ -2,10 +2,12 @@
  * prepare: turn text into a dataset directory (token shards + dataset.pbtxt).
  *
  *   dape prepare --input PATH... --tokenizer byte --out DIR [--val-fraction F]
+ *                [--format auto|text|jsonl] [--text-field NAME] [--on-bad-record error|skip]
  *
- * Inputs are plain-text files or directories of them; every file is one document (directories
- * are walked in sorted order, text_documents.h). Each document is tokenized and followed by the
- * tokenizer's end-of-document token, then goes to the training or validation split:
+ * Inputs are files or directories of them (walked in sorted order, text_documents.h): plain
+ * text, where every file is one document, or JSON lines (also .jsonl.zst), where every line is
+ * one (document_source.h). Each document is tokenized and followed by the tokenizer's
+ * end-of-document token, then goes to the training or validation split:
  *
  *   - with at least 20 documents, whole documents: ⌈F·D⌉ of the D documents, evenly spread over
  *     the input order (the k-th is document ⌊(2k+1)·D / (2·⌈F·D⌉)⌋), go to validation;
@@ -13,21 +15,27 @@
  *     end-of-document token) to validation and the rest, closed by an end-of-document token, to
  *     training, so even a single book gets a held-out tail.
  *
- * (train_val_split.h states the rule exactly.) Each split is written as shards of at most
+ * (train_val_split.h states the rule exactly; D counts records, bad ones included, so a skipped
+ * record never moves the others from one split to the other.) Under --on-bad-record skip, bad
+ * records are left out and tallied by reason, with the first example of each, in the summary.
+ * Each split is written as shards of at most
  * `shard_tokens` tokens, train_00000.tok, … and val_00000.tok, …; the manifest is written last
  * and atomically, so a directory with a dataset.pbtxt holds a complete dataset. The output
  * directory must be new, empty, or an earlier dataset (whose manifest and shards are replaced);
  * anything else is refused rather than mixed with our files. The same inputs and options give
  * byte-identical outputs.
  *
- * Tokenizers and input formats are small interfaces (tokenizer.h, document_source.h): `byte`
- * and plain text now; others are rejected with a message naming what is supported.
+ * Tokenizers and input formats are small interfaces (tokenizer.h, document_source.h); kinds
+ * this build cannot run are rejected with a message naming what is supported.
  */
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
+
+#include "core/data/document_source.h"
 
 namespace dape::data {
 
@@ -35,8 +43,11 @@ struct PrepareOptions {
   std::vector<std::string> inputs;
   // "byte" (see make_tokenizer).
   std::string tokenizer = "byte";
-  // "auto" | "text" (see open_documents).
+  // "auto" | "text" | "jsonl" (see open_documents).
   std::string format = "auto";
+  // The JSON text field and what to do with bad records (document_source.h). Its
+  // show_progress is set from show_progress below.
+  ReaderOptions reader;
   std::string out_dir;
   // In [0, 1). 0.01 holds out 1%: ≈43k byte tokens of the 4.3 MB demo Bible, five 8192-token
   // evaluation chunks.
@@ -45,9 +56,21 @@ struct PrepareOptions {
   bool show_progress = true;
 };
 
+// Bad records of one kind that were skipped: how many, and where the first one was.
+struct BadRecordTally {
+  int64_t count = 0;
+  std::string first;
+};
+
 struct PrepareSummary {
   std::string out_dir;
+  // What was read (DocumentSource::describe).
+  std::string inputs;
+  // Records, skipped ones included.
   int64_t documents = 0;
+  int64_t skipped_records = 0;
+  // Reason (Document::reason) -> tally.
+  std::map<std::string, BadRecordTally> bad_records;
   int64_t input_bytes = 0;
   int64_t train_documents = 0, validation_documents = 0;
   int64_t train_tokens = 0, validation_tokens = 0;
@@ -60,7 +83,8 @@ struct PrepareSummary {
 };
 
 // Throws dape::Error on a missing input, an unsupported tokenizer or format, a refused output
-// directory, an out-of-range option, or inputs that give no training tokens.
+// directory, an out-of-range option, a bad record (unless options.reader skips them), or inputs
+// that give no training tokens.
 PrepareSummary prepare_dataset(const PrepareOptions& options);
 
 // A few lines for the terminal.

@@ -17,6 +17,26 @@ TokenStream::TokenStream(std::string name, int32_t vocab_size, std::vector<Token
   }
 }
 
+TokenStream::TokenStream(std::string name, int32_t vocab_size,
+                         std::shared_ptr<const MegatronDataset> data,
+                         const std::vector<TokenRange>& ranges)
+    : name_(std::move(name)), vocab_size_(vocab_size), megatron_(std::move(data)) {
+  starts_.push_back(0);
+  for (const TokenRange& r : ranges) {
+    DAPE_CHECK(r.begin >= 0 && r.count >= 0 && r.begin + r.count <= megatron_->tokens(),
+               "range [{}, +{}) outside the {} tokens of '{}'", r.begin, r.count,
+               megatron_->tokens(), megatron_->paths().bin);
+    if (r.count == 0) continue;
+    if (!ranges_.empty() && ranges_.back().begin + ranges_.back().count == r.begin) {
+      ranges_.back().count += r.count;  // adjacent: one piece
+      starts_.back() += r.count;
+      continue;
+    }
+    ranges_.push_back(r);
+    starts_.push_back(starts_.back() + r.count);
+  }
+}
+
 void TokenStream::read(int64_t offset, int64_t count, int32_t* out) const {
   if (offset < 0 || count < 0 || offset > size() || count > size() - offset) {
     fail("{}: read of {} tokens at offset {} runs outside the stream's {} tokens", name_, count,
@@ -30,8 +50,12 @@ void TokenStream::read(int64_t offset, int64_t count, int32_t* out) const {
              1;
   while (count > 0) {
     const int64_t local = offset - starts_[i];
-    const int64_t n = std::min(count, shards_[i].size() - local);
-    shards_[i].read(local, n, out);
+    const int64_t n = std::min(count, starts_[i + 1] - offset);
+    if (megatron_) {
+      megatron_->read(ranges_[i].begin + local, n, out, vocab_size_);
+    } else {
+      shards_[i].read(local, n, out);
+    }
     out += n;
     offset += n;
     count -= n;

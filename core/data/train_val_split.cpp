@@ -25,6 +25,12 @@ int64_t ceil_fraction(double fraction, int64_t n) {
   return static_cast<int64_t>((scaled * n + kFractionScale - 1) / kFractionScale);
 }
 
+int64_t evenly_spread_index(int64_t k, int64_t count, int64_t chosen) {
+  DAPE_CHECK(k >= 0 && k < chosen && chosen <= count, "item {} of {} spread over {}", k, chosen,
+             count);
+  return static_cast<int64_t>((2 * static_cast<__int128>(k) + 1) * count / (2 * chosen));
+}
+
 TrainValSplit::TrainValSplit(int64_t documents, double fraction)
     : documents_(documents), fraction_(fraction) {
   check_fraction(fraction);

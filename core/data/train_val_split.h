@@ -27,6 +27,11 @@ inline constexpr int64_t kMinDocumentsForDocumentSplit = 20;
 // ⌈fraction·n⌉ for fraction in [0, 1) (to 9 decimal places) and n >= 0.
 int64_t ceil_fraction(double fraction, int64_t n);
 
+// The k-th of `chosen` items spread evenly over `count` (0 <= k < chosen <= count):
+// ⌊(2k+1)·count / (2·chosen)⌋, the middle of the k-th of `chosen` equal stretches. Increases
+// strictly with k.
+int64_t evenly_spread_index(int64_t k, int64_t count, int64_t chosen);
+
 class TrainValSplit {
  public:
   // Throws dape::Error when `fraction` is outside [0, 1).

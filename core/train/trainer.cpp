@@ -47,7 +47,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   if (!cfg.data().has_path() || cfg.data().path().empty())
     fail(
         "data.path is not set: point it at a dataset directory written by `dape prepare` "
-        "(e.g. --set data.path=data/kjv)");
+        "(e.g. --set data.path=data/kjv) or at Megatron data (PREFIX.idx)");
   const std::string run_dir = cfg.run_dir();
   make_directories(run_dir);
   const std::string config_text = resolved_text(cfg);
@@ -56,6 +56,9 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   data::DatasetOpenOptions dopts;
   dopts.verify_checksums = cfg.data().verify_checksums();
   dopts.show_progress = options.progress;
+  dopts.vocab_size = cfg.model().vocab_size();
+  dopts.validation_path = cfg.data().validation_path();
+  dopts.val_fraction = cfg.data().val_fraction();
   data::TokenDataset dataset(cfg.data().path(), dopts);
   const data::TokenStream& train_stream = dataset.train();
 

@@ -300,11 +300,12 @@ TEST(Prepare, RejectsWhatIsNotSupportedYet) {
   o.tokenizer = "sp:m.model";
   expect_error([&] { prepare_dataset(o); }, {"sp:m.model", "supported: byte"});
   o.tokenizer = "byte";
-  o.format = "megatron";
-  expect_error([&] { prepare_dataset(o); }, {"megatron", "supported: text"});
+  o.format = "megatron";  // already tokenized: training reads it directly
+  expect_error([&] { prepare_dataset(o); }, {"megatron", "dape train", "supported: auto"});
   o.format = "auto";
   o.inputs = {dir / "b.jsonl"};
-  expect_error([&] { prepare_dataset(o); }, {dir / "b.jsonl", "jsonl", "--format text"});
+  // JSON lines, by its name: "x" and the end of document.
+  EXPECT_EQ(prepare_dataset(o).train_tokens, 2);
   o.format = "text";  // read as plain text when asked
   EXPECT_EQ(prepare_dataset(o).train_tokens, 15);
 }
