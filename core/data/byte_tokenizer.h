@@ -17,8 +17,6 @@ class ByteTokenizer final : public TextTokenizer {
   static constexpr int32_t kEodId = 256;
   static constexpr int32_t kVocabSize = 257;
   static constexpr const char* kKind = "byte";
-  // How decode(show_eod = true) renders the end-of-document token.
-  static constexpr const char* kEodMarker = "\n<|eod|>\n";
 
   std::string kind() const override { return kKind; }
   int32_t vocab_size() const override { return kVocabSize; }

@@ -1,7 +1,8 @@
 /*
  * prepare: turn text into a dataset directory (token shards + dataset.pbtxt).
  *
- *   dape prepare --input PATH... --tokenizer byte --out DIR [--val-fraction F]
+ *   dape prepare --input PATH... --tokenizer byte|sp:MODEL|train-sp:VOCAB --out DIR
+ *                [--val-fraction F] [--sp-train-bytes N]
  *
  * Inputs are plain-text files or directories of them; every file is one document (directories
  * are walked in sorted order, text_documents.h). Each document is tokenized and followed by the
@@ -20,8 +21,11 @@
  * anything else is refused rather than mixed with our files. The same inputs and options give
  * byte-identical outputs.
  *
- * Tokenizers and input formats are small interfaces (tokenizer.h, document_source.h): `byte`
- * and plain text now; others are rejected with a message naming what is supported.
+ * Tokenizers and input formats are small interfaces (tokenizer.h, document_source.h). A
+ * SentencePiece tokenizer's model is saved in the directory as tokenizer.model and named by the
+ * manifest, so a dataset decodes on its own; `--tokenizer train-sp:VOCAB` first trains the model
+ * on the first `sp_train_bytes` of the documents (a pass of its own, before the output directory
+ * is touched), then reads the documents again to tokenize them.
  */
 #pragma once
 
@@ -29,12 +33,16 @@
 #include <string>
 #include <vector>
 
+#include "core/data/tokenizer.h"
+
 namespace dape::data {
 
 struct PrepareOptions {
   std::vector<std::string> inputs;
-  // "byte" (see make_tokenizer).
+  // "byte", "sp:MODEL" or "train-sp:VOCAB" (tokenizer.h).
   std::string tokenizer = "byte";
+  // train-sp: the tokenizer is trained on the first sp_train_bytes bytes of text.
+  int64_t sp_train_bytes = kDefaultTokenizerTrainingBytes;
   // "auto" | "text" (see open_documents).
   std::string format = "auto";
   std::string out_dir;
@@ -47,6 +55,8 @@ struct PrepareOptions {
 
 struct PrepareSummary {
   std::string out_dir;
+  // What tokenized the text (TextTokenizer::summary).
+  std::string tokenizer;
   int64_t documents = 0;
   int64_t input_bytes = 0;
   int64_t train_documents = 0, validation_documents = 0;
