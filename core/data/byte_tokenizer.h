@@ -24,6 +24,7 @@ class ByteTokenizer final : public TextTokenizer {
   void encode(std::string_view text, std::vector<int32_t>& out) const override;
   std::string decode(std::span<const int32_t> ids, bool show_eod = false) const override;
   void describe(Tokenizer& manifest) const override;
+  std::string summary() const override { return "byte (bytes 0-255, end of document 256)"; }
 };
 
 }  // namespace dape::data

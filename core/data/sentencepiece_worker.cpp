@@ -146,7 +146,11 @@ void SentencePieceWorker::encode(std::span<const std::string_view> texts,
   std::string request;
   proto::append_pod<uint32_t>(request, static_cast<uint32_t>(texts.size()));
   for (std::string_view t : texts) {
-    DAPE_CHECK(t.size() < proto::kEndOfSentences, "text of {} bytes is too long to send", t.size());
+    if (t.size() >= proto::kEndOfSentences)
+      fail(
+          "a text of {} bytes is too long to encode with SentencePiece in one piece (the limit "
+          "is 4 GiB)",
+          t.size());
     proto::append_pod<uint32_t>(request, static_cast<uint32_t>(t.size()));
     request.append(t);
   }

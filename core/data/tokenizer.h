@@ -72,7 +72,8 @@ std::unique_ptr<TextTokenizer> make_tokenizer(const std::string& spec);
 
 // Trains the tokenizer a train-sp spec names on `documents` (read from where they stand; the
 // caller reopens them to tokenize). Deterministic: the same documents and options give the same
-// model, whatever the number of threads or processes.
+// model, whatever the number of threads or processes, so ranks that prepare parts of a corpus
+// can each train on all of it (or one trains and shares the model file's bytes).
 std::unique_ptr<TextTokenizer> train_tokenizer(const std::string& spec, DocumentSource& documents,
                                                const TokenizerTrainingOptions& options = {});
 
