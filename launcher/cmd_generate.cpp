@@ -38,9 +38,9 @@ std::unique_ptr<data::TextTokenizer> dataset_tokenizer(const std::string& dir, b
         dir, from_config ? " named by the checkpoint's config (data.path)" : "");
   const data::Dataset manifest = data::load_manifest(dir);
   data::validate_manifest(manifest, data::manifest_path(dir));
-  auto tokenizer = data::tokenizer_from_manifest(manifest.tokenizer());
+  auto tokenizer = data::tokenizer_from_manifest(manifest, dir);
   if (!tokenizer)
-    fail("{}: tokenizer '{}' cannot be run by this build (supported: byte)",
+    fail("{}: tokenizer '{}' cannot be run by this build (supported: byte, sentencepiece)",
          data::manifest_path(dir), manifest.tokenizer().kind());
   *vocab = manifest.vocab_size();
   return tokenizer;

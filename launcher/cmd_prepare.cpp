@@ -15,7 +15,14 @@ CommandFn add_prepare_command(CLI::App& app, const GlobalOptions&) {
   cmd->add_option("--input", opts->inputs,
                   "Input files or directories (directories are walked in sorted order)")
       ->required();
-  cmd->add_option("--tokenizer", opts->tokenizer, "Tokenizer: byte")->capture_default_str();
+  cmd->add_option("--tokenizer", opts->tokenizer,
+                  "Tokenizer: byte | sp:MODEL (a SentencePiece model file, copied into the "
+                  "dataset) | train-sp:VOCAB (train a SentencePiece BPE model of VOCAB pieces on "
+                  "the input)")
+      ->capture_default_str();
+  cmd->add_option("--sp-train-bytes", opts->sp_train_bytes,
+                  "train-sp: train on the first N bytes of text, in input order")
+      ->capture_default_str();
   cmd->add_option("--out", opts->out_dir, "Output dataset directory")->required();
   cmd->add_option("--format", opts->format,
                   "Input format: text (each file is one document), jsonl (each line is a JSON "

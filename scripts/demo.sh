@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# The demo, from a fresh machine: install dependencies, build, prepare the King James Bible as a
-# byte-level corpus, train configs/demo.pbtxt (a 4-layer DAPE-Kerple model) and print the
-# validation table at lengths 128 to 1024. Takes a few minutes on 2 cores.
+# The demo, from a fresh machine: install dependencies, build, write the King James Bible to
+# data/kjv.txt, and train a config (default configs/demo.pbtxt, a 4-layer DAPE-Kerple model on
+# bytes; configs/demo_sp.pbtxt is the same on SentencePiece tokens). The run prepares its dataset
+# from data/kjv.txt on first use (the config's data.prepare), then prints the validation table at
+# lengths 128 to 1024. Takes a few minutes on 2 cores.
+#
+#   bash scripts/demo.sh [CONFIG] [--set field=value ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CONFIG=configs/demo.pbtxt
+if [ $# -gt 0 ] && [[ $1 != -* ]]; then
+  CONFIG=$1
+  shift
+fi
 bash scripts/install-deps.sh
 bash scripts/build.sh
 mkdir -p data
-if [ ! -f data/kjv/dataset.pbtxt ]; then
+if [ ! -s data/kjv.txt ]; then
   bible Gen1:1-Rev22:21 > data/kjv.txt
-  build/dape prepare --input data/kjv.txt --tokenizer byte --out data/kjv --val-fraction 0.02
 fi
-build/dape train --config configs/demo.pbtxt --resume none --set run_dir=runs/demo-$(date +%Y%m%d-%H%M%S) "$@"
+build/dape train --config "$CONFIG" --resume none \
+  --set run_dir=runs/$(basename "$CONFIG" .pbtxt)-$(date +%Y%m%d-%H%M%S) "$@"

@@ -10,6 +10,7 @@
 
 #include "common/check.h"
 #include "common/file_util.h"
+#include "core/data/tokenizer.h"
 #include "kernels/attention.h"
 
 namespace dape {
@@ -422,6 +423,27 @@ void validate_config(const LoadedConfig& cfg, int world_size) {
         bad(field, fmt::format("{} exceeds model.max_positions = {} of the learned scheme", len,
                                m.max_positions()));
     }
+  }
+  const auto& prep = c.data().prepare();
+  if (prep.input_size() > 0) {
+    try {
+      data::tokenizer_needs_training(prep.tokenizer());  // throws on a spec it cannot run
+    } catch (const Error& err) {
+      bad("data.prepare.tokenizer", err.what());
+    }
+    if (prep.format() != "auto" && prep.format() != "text" && prep.format() != "jsonl")
+      bad("data.prepare.format", fmt::format("'{}' is not one of auto|text|jsonl", prep.format()));
+    if (prep.text_field().empty())
+      bad("data.prepare.text_field", "is empty; expected a field name");
+    if (prep.on_bad_record() != "error" && prep.on_bad_record() != "skip")
+      bad("data.prepare.on_bad_record",
+          fmt::format("'{}' is not one of error|skip", prep.on_bad_record()));
+    if (!(prep.val_fraction() >= 0 && prep.val_fraction() < 1))
+      bad("data.prepare.val_fraction",
+          fmt::format("{} is out of range; expected 0 <= value < 1", prep.val_fraction()));
+    require_range("data.prepare.shard_tokens", static_cast<double>(prep.shard_tokens()), 1, 1e15);
+    require_range("data.prepare.sp_train_bytes", static_cast<double>(prep.sp_train_bytes()), 1,
+                  1e15);
   }
   require_range("log.interval", c.log().interval(), 1, 1 << 30);
   static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error"};

@@ -17,8 +17,6 @@ class ByteTokenizer final : public TextTokenizer {
   static constexpr int32_t kEodId = 256;
   static constexpr int32_t kVocabSize = 257;
   static constexpr const char* kKind = "byte";
-  // How decode(show_eod = true) renders the end-of-document token.
-  static constexpr const char* kEodMarker = "\n<|eod|>\n";
 
   std::string kind() const override { return kKind; }
   int32_t vocab_size() const override { return kVocabSize; }
@@ -26,6 +24,7 @@ class ByteTokenizer final : public TextTokenizer {
   void encode(std::string_view text, std::vector<int32_t>& out) const override;
   std::string decode(std::span<const int32_t> ids, bool show_eod = false) const override;
   void describe(Tokenizer& manifest) const override;
+  std::string summary() const override { return "byte (bytes 0-255, end of document 256)"; }
 };
 
 }  // namespace dape::data

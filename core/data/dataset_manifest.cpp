@@ -8,6 +8,7 @@
 #include "common/check.h"
 #include "common/file_util.h"
 #include "core/data/byte_tokenizer.h"
+#include "core/data/sentencepiece_tokenizer.h"
 #include "core/data/token_shard.h"
 
 namespace dape::data {
@@ -30,6 +31,12 @@ class CollectFirstError : public google::protobuf::io::ErrorCollector {
   std::string first_message;
 };
 
+// Whether a relative file name stays inside the dataset directory.
+bool is_inside_dataset(const std::string& f) {
+  return !(f.starts_with("/") || f == ".." || f.starts_with("../") || f.find("/../") != f.npos ||
+           f.ends_with("/.."));
+}
+
 void validate_split(const Split& split, const char* name, const std::string& path,
                     std::set<std::string>& files_seen) {
   int64_t sum = 0;
@@ -37,8 +44,7 @@ void validate_split(const Split& split, const char* name, const std::string& pat
     const Shard& s = split.shards(i);
     const std::string& f = s.file();
     if (f.empty()) fail("{}: {}.shards[{}] has no file name", path, name, i);
-    if (f.starts_with("/") || f == ".." || f.starts_with("../") || f.find("/../") != f.npos ||
-        f.ends_with("/..")) {
+    if (!is_inside_dataset(f)) {
       fail("{}: {}.shards[{}].file '{}' must be a path inside the dataset directory", path, name, i,
            f);
     }
@@ -121,6 +127,15 @@ void validate_manifest(const Dataset& m, const std::string& path) {
       fail("{}: tokenizer.eod_id {} does not match the byte tokenizer's {}", path, t.eod_id(),
            ByteTokenizer::kEodId);
     }
+  }
+  if (t.kind() == SentencePieceTokenizer::kKind) {
+    const std::string& f = t.model_file();
+    if (f.empty())
+      fail("{}: tokenizer.model_file is missing (a sentencepiece dataset needs it)", path);
+    if (!is_inside_dataset(f)) {
+      fail("{}: tokenizer.model_file '{}' must be a path inside the dataset directory", path, f);
+    }
+    if (!t.has_eod_id()) fail("{}: tokenizer.eod_id is missing", path);
   }
   if (m.has_val_fraction() && !(m.val_fraction() >= 0 && m.val_fraction() < 1)) {
     fail("{}: val_fraction {} is outside [0, 1)", path, m.val_fraction());

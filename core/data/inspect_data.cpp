@@ -13,6 +13,7 @@
 #include "core/data/dataset_manifest.h"
 #include "core/data/megatron_dataset.h"
 #include "core/data/token_shard.h"
+#include "core/data/tokenizer.h"
 
 namespace dape::data {
 
@@ -65,7 +66,9 @@ std::string escape_text(const std::string& s) {
   return out;
 }
 
-std::string first_tokens(const TokenShardReader& r, int64_t vocab, std::string indent) {
+// The first ids of a shard, and their text when a tokenizer is at hand.
+std::string first_tokens(const TokenShardReader& r, const TextTokenizer* tokenizer,
+                         std::string indent) {
   std::string out;
   const int64_t n = std::min<int64_t>(r.size(), kDecodedTokens);
   std::vector<int32_t> ids(static_cast<size_t>(n));
@@ -73,9 +76,9 @@ std::string first_tokens(const TokenShardReader& r, int64_t vocab, std::string i
   std::string shown;
   for (int64_t i = 0; i < std::min(n, kShownIds); ++i) shown += fmt::format(" {}", ids[i]);
   out += fmt::format("{}first ids      :{}{}\n", indent, shown, n > kShownIds ? " …" : "");
-  if (vocab == ByteTokenizer::kVocabSize) {
-    const std::string text = ByteTokenizer().decode(ids, /*show_eod=*/true);
-    out += fmt::format("{}decoded (byte) : \"{}\"{}\n", indent, escape_text(text),
+  if (tokenizer) {
+    const std::string text = tokenizer->decode(ids, /*show_eod=*/true);
+    out += fmt::format("{}decoded ({}) : \"{}\"{}\n", indent, tokenizer->kind(), escape_text(text),
                        r.size() > n ? " …" : "");
   }
   return out;
@@ -133,8 +136,10 @@ std::string inspect_token_shard(const std::string& path, bool verify) {
   } else {
     out += fmt::format("  xxh64          : stored {} (not verified)\n", hex64(h.payload_xxh64));
   }
+  // A lone shard names no tokenizer; its vocabulary size shows when it is the byte tokenizer's.
+  const ByteTokenizer bytes;
   try {
-    out += first_tokens(reader, h.vocab_size, "  ");
+    out += first_tokens(reader, h.vocab_size == ByteTokenizer::kVocabSize ? &bytes : nullptr, "  ");
   } catch (const Error& e) {
     out += fmt::format("  first ids      : ERROR: {}\n", e.what());
     problems.add(e.what());
@@ -155,8 +160,16 @@ std::string inspect_dataset(const std::string& dir, bool verify) {
     out += fmt::format("  ERROR          : {}\n", e.what());
     problems.add(e.what());
   }
-  out += fmt::format("  tokenizer      : {} (end of document {})\n", m.tokenizer().kind(),
+  out += fmt::format("  tokenizer      : {} (end of document {})\n", describe_manifest_tokenizer(m),
                      m.tokenizer().eod_id());
+  // The dataset's tokenizer, to show the start of the training stream as text.
+  std::unique_ptr<TextTokenizer> tokenizer;
+  try {
+    tokenizer = tokenizer_from_manifest(m, dir);
+  } catch (const Error& e) {
+    out += fmt::format("  ERROR          : {}\n", e.what());
+    problems.add(e.what());
+  }
   out += fmt::format("  vocab size     : {}\n", m.vocab_size());
   for (const auto& s : m.sources()) out += fmt::format("  source         : {}\n", s);
   if (m.has_val_fraction()) out += fmt::format("  val fraction   : {}\n", m.val_fraction());
@@ -230,8 +243,8 @@ std::string inspect_dataset(const std::string& dir, bool verify) {
   report_split(m.validation(), "validation");
   if (have_first_train_shard && first_train_shard.size() > 0) {
     try {
-      out +=
-          "  start of the train split:\n" + first_tokens(first_train_shard, m.vocab_size(), "    ");
+      out += "  start of the train split:\n" +
+             first_tokens(first_train_shard, tokenizer.get(), "    ");
     } catch (const Error& e) {
       out += fmt::format("    ERROR: {}\n", e.what());
       problems.add(e.what());

@@ -2,12 +2,13 @@
  * What `dape inspect` says about a token shard, a dataset directory, or Megatron data.
  *
  * The report is for a person checking data: header fields, counts, stored versus computed
- * checksums (with verify), and the first tokens decoded to text when the vocabulary is the byte
- * tokenizer's. Inspection is what one runs when something is wrong, so it reports as much as it
- * can before giving up: a missing or corrupt shard becomes a line of the report, and only after
- * the whole report is built does it throw InspectFailure, which carries the report, so the
- * command line can print it and still exit non-zero. Files that cannot be read at all (no
- * header, unparsable manifest) throw plain dape::Error.
+ * checksums (with verify), and the first tokens decoded to text: with the dataset's tokenizer
+ * (byte or SentencePiece, its model read from the dataset), or for a lone shard when the
+ * vocabulary is the byte tokenizer's. Inspection is what one runs when something is wrong, so it
+ * reports as much as it can before giving up: a missing or corrupt shard becomes a line of the
+ * report, and only after the whole report is built does it throw InspectFailure, which carries the
+ * report, so the command line can print it and still exit non-zero. Files that cannot be read at
+ * all (no header, unparsable manifest) throw plain dape::Error.
  */
 #pragma once
 

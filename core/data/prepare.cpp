@@ -25,9 +25,11 @@ namespace {
 constexpr const char* kTrainPrefix = "train";
 constexpr const char* kValidationPrefix = "val";
 
-// Files `prepare` itself writes: shards, their temporaries, and the manifest's temporary.
+// Files `prepare` itself writes: shards, their temporaries, the manifest's temporary, and a
+// tokenizer's model file (and its temporary).
 bool is_prepare_output(const std::string& name) {
-  static const std::regex pattern(R"((train|val)_\d{5,}\.tok(\.tmp)?|dataset\.pbtxt(\.tmp\.\d+)?)");
+  static const std::regex pattern(
+      R"((train|val)_\d{5,}\.tok(\.tmp)?|(dataset\.pbtxt|tokenizer\.model)(\.tmp\.\d+)?)");
   return std::regex_match(name, pattern);
 }
 
@@ -107,7 +109,10 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
           options.out_dir, in);
     }
   }
-  std::unique_ptr<TextTokenizer> tokenizer = make_tokenizer(options.tokenizer);
+  // The tokenizer: made now, or (train-sp) trained on a first pass over the documents.
+  const bool train_first = tokenizer_needs_training(options.tokenizer);
+  std::unique_ptr<TextTokenizer> tokenizer;
+  if (!train_first) tokenizer = make_tokenizer(options.tokenizer);
   ReaderOptions reader_options = options.reader;
   reader_options.show_progress = options.show_progress;
   std::unique_ptr<DocumentSource> documents =
@@ -117,7 +122,12 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
     fail("prepare: the inputs hold no documents (no files found, or only empty files)");
   }
   const TrainValSplit rule(num_documents, options.val_fraction);
+  if (train_first) {
+    tokenizer = train_tokenizer(options.tokenizer, *documents, {options.sp_train_bytes});
+    documents = open_documents(options.inputs, options.format, reader_options);
+  }
   prepare_output_directory(options.out_dir);
+  tokenizer->save_files(options.out_dir);
 
   const int32_t vocab = tokenizer->vocab_size();
   const int32_t eod = tokenizer->eod_id();
@@ -143,6 +153,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
   summary.documents = num_documents;
   summary.input_bytes = documents->total_bytes();
   summary.split_by_document = rule.by_document();
+  summary.tokenizer = tokenizer->summary();
 
   std::vector<int32_t> tokens;
   Document doc;
@@ -226,6 +237,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
 std::string format_prepare_summary(const PrepareSummary& s) {
   std::string out = fmt::format("prepared {}: {} documents, {} input bytes\n", s.out_dir,
                                 s.documents, s.input_bytes);
+  out += fmt::format("  tokenizer   : {}\n", s.tokenizer);
   if (!s.inputs.empty()) out += fmt::format("  inputs      : {}\n", s.inputs);
   if (s.skipped_records > 0) {
     out += fmt::format("  skipped     : {} bad record{} (--on-bad-record skip)\n",

@@ -1,7 +1,8 @@
 /*
  * prepare: turn text into a dataset directory (token shards + dataset.pbtxt).
  *
- *   dape prepare --input PATH... --tokenizer byte --out DIR [--val-fraction F]
+ *   dape prepare --input PATH... --tokenizer byte|sp:MODEL|train-sp:VOCAB --out DIR
+ *                [--val-fraction F] [--sp-train-bytes N]
  *                [--format auto|text|jsonl] [--text-field NAME] [--on-bad-record error|skip]
  *
  * Inputs are files or directories of them (walked in sorted order, text_documents.h): plain
@@ -25,8 +26,11 @@
  * anything else is refused rather than mixed with our files. The same inputs and options give
  * byte-identical outputs.
  *
- * Tokenizers and input formats are small interfaces (tokenizer.h, document_source.h); kinds
- * this build cannot run are rejected with a message naming what is supported.
+ * Tokenizers and input formats are small interfaces (tokenizer.h, document_source.h). A
+ * SentencePiece tokenizer's model is saved in the directory as tokenizer.model and named by the
+ * manifest, so a dataset decodes on its own; `--tokenizer train-sp:VOCAB` first trains the model
+ * on the first `sp_train_bytes` of the documents (a pass of its own, before the output directory
+ * is touched), then reads the documents again to tokenize them.
  */
 #pragma once
 
@@ -36,13 +40,16 @@
 #include <vector>
 
 #include "core/data/document_source.h"
+#include "core/data/tokenizer.h"
 
 namespace dape::data {
 
 struct PrepareOptions {
   std::vector<std::string> inputs;
-  // "byte" (see make_tokenizer).
+  // "byte", "sp:MODEL" or "train-sp:VOCAB" (tokenizer.h).
   std::string tokenizer = "byte";
+  // train-sp: the tokenizer is trained on the first sp_train_bytes bytes of text.
+  int64_t sp_train_bytes = kDefaultTokenizerTrainingBytes;
   // "auto" | "text" | "jsonl" (see open_documents).
   std::string format = "auto";
   // The JSON text field and what to do with bad records (document_source.h). Its
@@ -64,6 +71,8 @@ struct BadRecordTally {
 
 struct PrepareSummary {
   std::string out_dir;
+  // What tokenized the text (TextTokenizer::summary).
+  std::string tokenizer;
   // What was read (DocumentSource::describe).
   std::string inputs;
   // Records, skipped ones included.

@@ -14,6 +14,7 @@
 #include "core/model/decoder.h"
 #include "core/optim/adamw_optimizer.h"
 #include "core/optim/lr_schedule.h"
+#include "core/train/dataset_preparation.h"
 #include "core/train/metrics.h"
 
 namespace dape {
@@ -48,6 +49,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
     fail(
         "data.path is not set: point it at a dataset directory written by `dape prepare` "
         "(e.g. --set data.path=data/kjv) or at Megatron data (PREFIX.idx)");
+  prepare_dataset_if_missing(loaded, options.progress);
   const std::string run_dir = cfg.run_dir();
   make_directories(run_dir);
   const std::string config_text = resolved_text(cfg);

@@ -39,21 +39,21 @@ TEST(ByteTokenizer, DecodeRejectsIdsOutsideVocabulary) {
 }
 
 TEST(ByteTokenizer, DescribesItselfInTheManifest) {
-  Tokenizer m;
-  ByteTokenizer().describe(m);
-  EXPECT_EQ(m.kind(), "byte");
-  EXPECT_EQ(m.eod_id(), 256);
-  EXPECT_NE(tokenizer_from_manifest(m), nullptr);
-  m.set_kind("sentencepiece");
-  EXPECT_EQ(tokenizer_from_manifest(m), nullptr);
+  Dataset m;
+  ByteTokenizer().describe(*m.mutable_tokenizer());
+  EXPECT_EQ(m.tokenizer().kind(), "byte");
+  EXPECT_EQ(m.tokenizer().eod_id(), 256);
+  EXPECT_NE(tokenizer_from_manifest(m, "."), nullptr);
+  m.mutable_tokenizer()->set_kind("wordpiece");  // a kind this build cannot run
+  EXPECT_EQ(tokenizer_from_manifest(m, "."), nullptr);
 }
 
 TEST(TokenizerFactory, BuildsByteAndRejectsOthersNamingWhatIsSupported) {
   EXPECT_EQ(make_tokenizer("byte")->kind(), "byte");
-  test::expect_error([] { make_tokenizer("sp:model.spm"); }, {"sp:model.spm", "supported: byte"});
-  test::expect_error([] { make_tokenizer("train-sp:32000"); },
-                     {"train-sp:32000", "supported: byte"});
-  test::expect_error([] { make_tokenizer("gpt2"); }, {"'gpt2'", "supported: byte"});
+  EXPECT_FALSE(tokenizer_needs_training("byte"));
+  test::expect_error([] { make_tokenizer("gpt2"); },
+                     {"'gpt2'", "supported: byte, sp:MODEL, train-sp:VOCAB"});
+  test::expect_error([] { tokenizer_needs_training("Byte"); }, {"'Byte'", "supported: byte"});
 }
 
 }  // namespace

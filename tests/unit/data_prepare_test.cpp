@@ -298,7 +298,7 @@ TEST(Prepare, RejectsWhatIsNotSupportedYet) {
   test::write_bytes(dir / "b.jsonl", "{\"text\": \"x\"}\n");
   auto o = options_for({dir / "a.txt"}, dir / "ds", 0.0);
   o.tokenizer = "sp:m.model";
-  expect_error([&] { prepare_dataset(o); }, {"sp:m.model", "supported: byte"});
+  expect_error([&] { prepare_dataset(o); }, {"sp:m.model", "m.model", "does not exist"});
   o.tokenizer = "byte";
   o.format = "megatron";  // already tokenized: training reads it directly
   expect_error([&] { prepare_dataset(o); }, {"megatron", "dape train", "supported: auto"});
