@@ -6,12 +6,15 @@
 
 namespace dape {
 
-CommandFn add_prepare_command(CLI::App& app, const GlobalOptions&) {
+CommandFn add_prepare_command(CLI::App& app, const GlobalOptions& global) {
   auto opts = std::make_shared<data::PrepareOptions>();
   auto no_progress = std::make_shared<bool>(false);
   auto on_bad_record = std::make_shared<std::string>("error");
   CLI::App* cmd = app.add_subcommand(
-      "prepare", "Tokenize text or JSON lines into token shards with a train/validation split");
+      "prepare",
+      "Tokenize text or JSON lines into token shards with a train/validation split. Under "
+      "mpirun each rank tokenizes a contiguous share of the documents and writes its own shards; "
+      "the dataset is the same for any number of ranks");
   cmd->add_option("--input", opts->inputs,
                   "Input files or directories (directories are walked in sorted order)")
       ->required();
@@ -49,12 +52,14 @@ CommandFn add_prepare_command(CLI::App& app, const GlobalOptions&) {
   cmd->add_option("--shard-tokens", opts->shard_tokens, "Maximum tokens per shard file")
       ->capture_default_str();
   cmd->add_flag("--no-progress", *no_progress, "Do not draw a progress bar");
-  return [opts, no_progress, on_bad_record]() {
+  return [opts, no_progress, on_bad_record, &global]() {
     opts->show_progress = !*no_progress;
     opts->reader.on_bad_record = *on_bad_record == "skip" ? data::ReaderOptions::BadRecords::skip
                                                           : data::ReaderOptions::BadRecords::error;
-    data::PrepareSummary s = data::prepare_dataset(*opts);
-    std::printf("%s", data::format_prepare_summary(s).c_str());
+    LocalCommunicator one;
+    Communicator& comm = global.world ? *global.world : one;
+    data::PrepareSummary s = data::prepare_dataset(*opts, comm);
+    if (comm.rank() == 0) std::printf("%s", data::format_prepare_summary(s).c_str());
     return 0;
   };
 }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/checksum.h"
 #include "common/file_util.h"
 #include "core/data/byte_tokenizer.h"
 #include "core/data/dataset_manifest.h"
@@ -18,6 +19,9 @@
 namespace dape::data {
 
 namespace {
+
+// Tokens read at a time for the stream digest.
+constexpr int64_t kStreamChunk = int64_t{1} << 20;
 
 constexpr int64_t kShownIds = 16;
 constexpr int64_t kDecodedTokens = 200;
@@ -184,6 +188,12 @@ std::string inspect_dataset(const std::string& dir, bool verify) {
     out +=
         fmt::format("  split {:<10}: {} tokens, {} documents, {} shard{}\n", name, split.tokens(),
                     split.documents(), split.shards_size(), split.shards_size() == 1 ? "" : "s");
+    // With verify: a digest of the split's whole token stream (ids as int32, shards in manifest
+    // order), which does not depend on how the stream is cut into shards, so datasets prepared
+    // by different numbers of ranks can be compared by it.
+    Xxh64Stream stream;
+    int64_t streamed = 0;
+    bool stream_complete = verify;
     for (int i = 0; i < split.shards_size(); ++i) {
       const Shard& s = split.shards(i);
       std::string line =
@@ -221,6 +231,14 @@ std::string inspect_dataset(const std::string& dir, bool verify) {
             }
             const std::string bad_id = scan_ids(r);
             if (!bad_id.empty()) findings.push_back(bad_id);
+            std::vector<int32_t> chunk;
+            for (int64_t at = 0; at < r.size(); at += kStreamChunk) {
+              const int64_t n = std::min(kStreamChunk, r.size() - at);
+              chunk.resize(static_cast<size_t>(n));
+              r.read(at, n, chunk.data());
+              stream.update(chunk.data(), chunk.size() * sizeof(int32_t));
+              streamed += n;
+            }
           }
           line += findings.empty() ? (verify ? "  OK (verified)" : "  OK (header)") : "  MISMATCH";
           if (&split == &m.train() && i == 0) {
@@ -237,6 +255,11 @@ std::string inspect_dataset(const std::string& dir, bool verify) {
         out += fmt::format("      {}\n", finding);
         problems.add(finding);
       }
+      if (!findings.empty()) stream_complete = false;
+    }
+    if (stream_complete) {
+      out += fmt::format("    stream xxh64 {} over {} tokens (ids as int32, in manifest order)\n",
+                         hex64(stream.digest()), streamed);
     }
   };
   report_split(m.train(), "train");

@@ -21,10 +21,23 @@
  * records are left out and tallied by reason, with the first example of each, in the summary.
  * Each split is written as shards of at most
  * `shard_tokens` tokens, train_00000.tok, … and val_00000.tok, …; the manifest is written last
- * and atomically, so a directory with a dataset.pbtxt holds a complete dataset. The output
- * directory must be new, empty, or an earlier dataset (whose manifest and shards are replaced);
- * anything else is refused rather than mixed with our files. The same inputs and options give
- * byte-identical outputs.
+ * and atomically, so a directory with a dataset.pbtxt holds a complete dataset.
+ *
+ * Several ranks (`mpirun -np N dape prepare`, given a Communicator of N): rank r of N takes the
+ * contiguous records [⌊D·r/N⌋, ⌊D·(r+1)/N⌋), skips to the first of them (JSON lines: line ends
+ * are found without parsing), tokenizes them and writes its own shards, train_rRRR_00000.tok, …
+ * and val_rRRR_00000.tok, …; rank 0 prepares the directory first, trains a train-sp tokenizer
+ * (on the same sample one process would use) and shares it, and at the end gathers every rank's
+ * shard entries, unigram counts and bad-record tallies and writes the manifest, listing the
+ * shards in rank order. Since the split rule depends on record numbers only, each split's token
+ * stream, read in manifest order, is the same whatever N is: only the shard files' boundaries
+ * differ (`dape inspect` prints a digest of each split's stream to compare datasets by). The
+ * output directory must be on a file system all ranks share. Every rank reads the inputs' record
+ * count at open, so that pass does not get faster with N; tokenizing and writing do. One big
+ * document is never split: parallelism comes from many documents (a Books3 line is a book). The
+ * output directory must be new, empty, or an earlier dataset (whose manifest and shards are
+ * replaced); anything else is refused rather than mixed with our files. The same inputs and options
+ * give byte-identical outputs.
  *
  * Tokenizers and input formats are small interfaces (tokenizer.h, document_source.h). A
  * SentencePiece tokenizer's model is saved in the directory as tokenizer.model and named by the
@@ -41,6 +54,7 @@
 
 #include "core/data/document_source.h"
 #include "core/data/tokenizer.h"
+#include "parallel/comm.h"
 
 namespace dape::data {
 
@@ -85,6 +99,11 @@ struct PrepareSummary {
   int64_t train_tokens = 0, validation_tokens = 0;
   int64_t train_shards = 0, validation_shards = 0;
   bool split_by_document = false;
+  // Ranks that tokenized, and how long the slowest took over its records (reading, tokenizing,
+  // writing: the part that runs in parallel), with the input bytes it read.
+  int ranks = 1;
+  double slowest_rank_seconds = 0;
+  int64_t slowest_rank_bytes = 0;
   double seconds = 0;
   double tokens_per_second = 0;
   // Unigram entropy of the training split, per token.
@@ -94,7 +113,10 @@ struct PrepareSummary {
 // Throws dape::Error on a missing input, an unsupported tokenizer or format, a refused output
 // directory, an out-of-range option, a bad record (unless options.reader skips them), or inputs
 // that give no training tokens.
+// With a communicator, every rank of it calls this with the same options, takes its share of
+// the records (above), and gets the whole dataset's summary back.
 PrepareSummary prepare_dataset(const PrepareOptions& options);
+PrepareSummary prepare_dataset(const PrepareOptions& options, Communicator& comm);
 
 // A few lines for the terminal.
 std::string format_prepare_summary(const PrepareSummary& summary);
