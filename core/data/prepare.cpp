@@ -432,12 +432,10 @@ std::string format_prepare_summary(const PrepareSummary& s) {
                      s.validation_documents, s.validation_shards);
   out += fmt::format("  speed       : {} tokens/s ({:.2f} s)\n", si_format(s.tokens_per_second),
                      s.seconds);
-  if (s.ranks > 1) {
-    out += fmt::format(
-        "  ranks       : {} (slowest: {} input bytes in {:.2f} s, {:.1f} MB/s)\n", s.ranks,
-        s.slowest_rank_bytes, s.slowest_rank_seconds,
-        s.slowest_rank_seconds > 0 ? s.slowest_rank_bytes / s.slowest_rank_seconds / 1e6 : 0.0);
-  }
+  out += fmt::format(
+      "  ranks       : {} (slowest tokenized {} input bytes in {:.2f} s: {:.1f} MB/s)\n", s.ranks,
+      s.slowest_rank_bytes, s.slowest_rank_seconds,
+      s.slowest_rank_seconds > 0 ? s.slowest_rank_bytes / s.slowest_rank_seconds / 1e6 : 0.0);
   out += fmt::format("  train unigram entropy: {:.4f} nats = {:.4f} bits per token\n",
                      s.train_entropy_nats, s.train_entropy_bits);
   return out;
