@@ -397,6 +397,7 @@ void validate_config(const LoadedConfig& cfg, int world_size) {
   const auto& p = c.parallel();
   require_range("parallel.tp", p.tp(), 1, 4096);
   require_range("parallel.zero_stage", p.zero_stage(), 0, 1);
+  require_range("parallel.bucket_mb", p.bucket_mb(), 0, 1e6);
   if (world_size % p.tp() != 0)
     bad("parallel.tp",
         fmt::format("{} does not divide the {} process(es) of this run", p.tp(), world_size));
