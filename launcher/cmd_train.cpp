@@ -40,7 +40,7 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
                 "Only load and validate the config, print the resolved config, exit");
   return [args, &global]() {
     LoadedConfig cfg = load_config(args->config, args->sets);
-    validate_config(cfg);
+    validate_config(cfg, global.world ? global.world->size() : 1);
     if (args->check) {
       std::printf("%s", resolved_text(cfg.msg).c_str());
       return 0;
@@ -54,7 +54,9 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
     opts.resume = args->resume;
     opts.stop_at_step = args->stop_at_step;
     opts.progress = !args->no_progress;
+    opts.world = global.world;
     TrainSummary s = train(cfg, ops, opts);
+    if (global.world && global.world->rank() != 0) return 0;
     if (!s.final_eval.empty()) {
       std::printf("\nvalidation after %lld steps (%s):\n%s", static_cast<long long>(s.last_step),
                   cfg.msg.run_dir().c_str(), format_eval_table(s.final_eval).c_str());

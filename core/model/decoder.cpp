@@ -350,6 +350,13 @@ void Decoder::lm_head(bool training, double grad_scale) {
                            params_.grad("lm_head.bias"), logits, x, w);
     }
   }
+  if (training) report_gradients("lm_head.");
+}
+
+void Decoder::report_gradients(const std::string& prefix) const {
+  if (!gradient_hook_) return;
+  for (const auto& v : params_.views())
+    if (v.spec.name.compare(0, prefix.size(), prefix) == 0) gradient_hook_(v.grad);
 }
 
 std::vector<double> Decoder::token_losses() {
@@ -363,6 +370,7 @@ void Decoder::backward() {
   ops_.layernorm_backward(dres, params_.grad("final_ln.weight"), params_.grad("final_ln.bias"),
                           dlnf_, residual_.back(), params_.value("final_ln.weight"), lnf_mean_,
                           lnf_rstd_);
+  report_gradients("final_ln.");
   for (int l = spec_.layers - 1; l >= 0; --l) {
     const LayerWeights& w = weights_[l];
     const LayerWeights& g = weight_grads_[l];
@@ -383,10 +391,13 @@ void Decoder::backward() {
     ops_.matmul_backward(dsmall_, g.qkv_w, g.qkv_b, dqkv_, a.ln1, w.qkv_w);
     ops_.layernorm_backward(dres, g.ln1_w, g.ln1_b, dsmall_, residual_[l], w.ln1_w, a.ln1_mean,
                             a.ln1_rstd);
+    report_gradients(layer_param(l, ""));
   }
   const Tensor dwpe =
       spec_.position == PositionScheme::learned ? params_.grad("pos_embed.weight") : Tensor();
   ops_.embedding_backward(params_.grad("embed.weight"), dwpe, dres, tokens_, seq_len_, 0);
+  report_gradients("embed.");
+  report_gradients("pos_embed.");
 }
 
 double Decoder::training_flops_per_token(int seq_len) const {

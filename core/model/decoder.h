@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/model/kv_cache.h"
@@ -74,6 +75,13 @@ class Decoder {
   template <class T>
   std::vector<T> logits(const int32_t* tokens, int batch, int seq_len);
 
+  // Called with each parameter gradient (a view into params().grads()) as soon as backward has
+  // finished it for this step, in the order they finish: the LM head's during forward, then the
+  // final LayerNorm's, each layer's from the last to the first, the embeddings' last. For the
+  // data-parallel all-reduce (GradientSync); an empty function turns it off.
+  using GradientHook = std::function<void(const Tensor& grad)>;
+  void set_gradient_hook(GradientHook hook) { gradient_hook_ = std::move(hook); }
+
   // Bytes currently held in activation buffers.
   int64_t activation_bytes() const;
   // Model FLOPs per trained token at `seq_len` (6 × matmul parameters + the attention core,
@@ -105,9 +113,13 @@ class Decoder {
   template <class T>
   std::vector<T> head_logits(int64_t rows);
 
+  // Reports every gradient whose parameter name starts with `prefix` to the hook.
+  void report_gradients(const std::string& prefix) const;
+
   ModelSpec spec_;
   Ops& ops_;
   ParamStore params_;
+  GradientHook gradient_hook_;
   std::vector<LayerWeights> weights_, weight_grads_;
 
   // Shapes the buffers were sized for.

@@ -21,10 +21,9 @@ void ParamStore::add(ParamSpec spec) {
 
 void ParamStore::allocate(Ops& ops, bool with_grads) {
   DAPE_CHECK(!allocated(), "parameters allocated twice");
-  // Decayed tensors first, then the rest; registration order within a group.
-  std::stable_sort(views_.begin(), views_.end(), [](const ParamView& a, const ParamView& b) {
-    return a.spec.group < b.spec.group;
-  });
+  // Reverse registration order: the model registers from input to output and its backward
+  // finishes gradients from output to input, so finished gradients grow one contiguous range.
+  std::reverse(views_.begin(), views_.end());
   index_.clear();
   total_ = 0;
   for (size_t i = 0; i < views_.size(); ++i) {
@@ -48,15 +47,17 @@ const ParamView& ParamStore::view(const std::string& name) const {
   return views_[it->second];
 }
 
-std::pair<int64_t, int64_t> ParamStore::group_range(ParamGroup g) const {
-  int64_t begin = -1, end = -1;
+std::vector<ParamRun> ParamStore::runs() const {
+  std::vector<ParamRun> out;
   for (const auto& v : views_) {
-    if (v.spec.group != g) continue;
-    if (begin < 0) begin = v.offset;
-    end = v.offset + v.spec.shape.numel();
+    const int64_t end = v.offset + v.spec.shape.numel();
+    if (!out.empty() && out.back().group == v.spec.group && out.back().end == v.offset) {
+      out.back().end = end;
+    } else {
+      out.push_back({v.offset, end, v.spec.group});
+    }
   }
-  if (begin < 0) return {0, 0};
-  return {begin, end};
+  return out;
 }
 
 void ParamStore::initialize(Ops& ops, uint64_t seed) {

@@ -2,11 +2,14 @@
  * ParamStore: every parameter of the model in one flat buffer, with named views.
  *
  * One buffer (and a twin for gradients) keeps the optimizer, gradient clipping, checkpointing
- * and — later — data-parallel all-reduce to a single contiguous range each, while the model
- * addresses tensors by name ("layers.3.attn.qkv.weight"). Parameters are laid out by group:
- * every weight-decayed tensor first, then the rest, so each optimizer group is one contiguous
- * range. Initialization draws each tensor from its own random stream keyed by (seed, name), so a
- * tensor's initial values do not depend on which other tensors exist or their order.
+ * and the data-parallel all-reduce to a single contiguous range each, while the model addresses
+ * tensors by name ("layers.3.attn.qkv.weight"). Tensors are laid out in reverse registration
+ * order: the model registers them from input to output and its backward finishes their gradients
+ * from output to input, so the finished gradients are one growing range at the start of the
+ * buffer, which the data-parallel all-reduce sends in buckets while backward goes on. The
+ * optimizer groups (weight decay or not) are then runs of neighbouring tensors (runs()).
+ * Initialization draws each tensor from its own random stream keyed by (seed, name), so a tensor's
+ * initial values do not depend on which other tensors exist or their order.
  */
 #pragma once
 
@@ -38,6 +41,12 @@ struct ParamSpec {
   double clamp_min = std::numeric_limits<double>::quiet_NaN();
 };
 
+// [begin, end) elements of the flat buffers whose tensors share an optimizer group.
+struct ParamRun {
+  int64_t begin = 0, end = 0;
+  ParamGroup group = ParamGroup::decay;
+};
+
 struct ParamView {
   ParamSpec spec;
   int64_t offset = 0;  // in elements, into the flat buffers
@@ -63,8 +72,8 @@ class ParamStore {
   const Tensor& values() const { return values_.tensor(); }
   const Tensor& grads() const { return grads_.tensor(); }
   int64_t size() const { return total_; }
-  // [begin, end) element range of a group (groups are contiguous).
-  std::pair<int64_t, int64_t> group_range(ParamGroup g) const;
+  // The buffer as maximal runs of neighbouring tensors of one group, in buffer order.
+  std::vector<ParamRun> runs() const;
 
   // Draws every tensor from Rng(seed, xxh64(name)), then applies clamps.
   void initialize(Ops& ops, uint64_t seed);

@@ -1,7 +1,17 @@
 /*
- * AdamW over a ParamStore: moments m and v in two flat buffers shaped like the parameters, and
- * one kernel call per optimizer group (weight-decayed tensors, then the rest, each contiguous in
- * the store). After the update each tensor's clamp (Kerple's p and a) is applied.
+ * AdamW over a ParamStore: moments m and v in flat buffers shaped like the parameters, and one
+ * kernel call per run of neighbouring tensors of one optimizer group (weight-decayed or not;
+ * ParamStore::runs). After the update each tensor's clamp (Kerple's p and a) is applied.
+ *
+ * ZeRO-1 (DESIGN.md §3): given a data-parallel group of n ranks, the flat buffer is cut into n
+ * contiguous shards of S = ⌈P/n⌉ elements; rank r keeps the moments of shard r only (memory
+ * 2·P/n instead of 2·P), updates only those parameters from the (already all-reduced, identical)
+ * gradients, and the ranks then all-gather the updated shards so every replica holds all the
+ * parameters again. The arithmetic per element is the one of the unsharded optimizer, so results
+ * match it exactly. For checkpoints, which hold whole tensors, gather_moments() assembles full
+ * moments on every rank and scatter_moments() keeps this rank's shard of full moments that
+ * were loaded into m()/v().
+ *
  * Gradient clipping by global L2 norm lives here too: one sum of squares over the whole gradient
  * buffer, accumulated in double in a fixed order.
  */
@@ -10,7 +20,7 @@
 #include <cstdint>
 
 #include "core/model/param_store.h"
-#include "kernels/ops.h"
+#include "parallel/comm.h"
 
 namespace dape {
 
@@ -20,18 +30,39 @@ struct AdamWConfig {
 
 class AdamW {
  public:
-  AdamW(Ops& ops, ParamStore& params, const AdamWConfig& cfg);
+  // `shard_over`: the data-parallel group to shard the moments over (ZeRO-1), or nullptr.
+  AdamW(Ops& ops, ParamStore& params, const AdamWConfig& cfg, Communicator* shard_over = nullptr);
   // Applies one update with learning rate lr; `step` is the 1-based update count (for bias
-  // correction).
+  // correction). Sharded: a collective over the group (the all-gather of the parameters).
   void step(double lr, int64_t step);
-  const Tensor& m() const { return m_.tensor(); }
-  const Tensor& v() const { return v_.tensor(); }
+
+  bool sharded() const { return shard_over_ != nullptr; }
+  // [begin, end) of the flat buffer whose moments this rank keeps.
+  int64_t shard_begin() const { return shard_begin_; }
+  int64_t shard_end() const { return shard_end_; }
+
+  // Full-size moments, shaped like the parameters. Unsharded: the moments themselves. Sharded:
+  // a full-size copy that exists only between gather_moments() (or prepare_full_moments()) and
+  // release_full_moments() / scatter_moments().
+  const Tensor& m() const;
+  const Tensor& v() const;
+  // Sharded only. Collective: every rank gets the full moments in m()/v().
+  void gather_moments();
+  // Sharded only. Makes m()/v() full-size buffers to load into; then scatter_moments() keeps
+  // this rank's shard of them and frees them.
+  void prepare_full_moments();
+  void scatter_moments();
+  void release_full_moments();
 
  private:
   Ops& ops_;
   ParamStore& params_;
   AdamWConfig cfg_;
+  Communicator* shard_over_;
+  int64_t shard_begin_ = 0, shard_end_ = 0, shard_size_ = 0;  // shard_size_: S, the padded size
   DeviceBuffer m_, v_;
+  DeviceBuffer m_full_, v_full_;
+  DeviceBuffer gather_in_, gather_out_;  // [S] and [n·S]: the all-gather's staging
 };
 
 // The global L2 norm of `grads`; when max_norm > 0 and the norm exceeds it, grads are scaled by

@@ -9,7 +9,8 @@
 
 namespace dape {
 
-void prepare_dataset_if_missing(const LoadedConfig& config, bool show_progress) {
+void prepare_dataset_if_missing(const LoadedConfig& config, bool show_progress,
+                                Communicator& comm) {
   const config::Data& data = config.msg.data();
   const config::Prepare& prep = data.prepare();
   if (prep.input_size() == 0) return;
@@ -50,7 +51,7 @@ void prepare_dataset_if_missing(const LoadedConfig& config, bool show_progress) 
   options.shard_tokens = prep.shard_tokens();
   options.sp_train_bytes = prep.sp_train_bytes();
   options.show_progress = show_progress;
-  const data::PrepareSummary summary = data::prepare_dataset(options);
+  const data::PrepareSummary summary = data::prepare_dataset(options, comm);
   const std::string text = data::format_prepare_summary(summary);
   size_t at = 0;
   while (at < text.size()) {
@@ -59,6 +60,11 @@ void prepare_dataset_if_missing(const LoadedConfig& config, bool show_progress) 
     if (end == std::string::npos) break;
     at = end + 1;
   }
+}
+
+void prepare_dataset_if_missing(const LoadedConfig& config, bool show_progress) {
+  LocalCommunicator alone;
+  prepare_dataset_if_missing(config, show_progress, alone);
 }
 
 }  // namespace dape

@@ -9,13 +9,18 @@
  *     train-sp also the same training sample cap). Otherwise the run stops with an error that
  *     names both tokenizers: a run never trains on data tokenized differently from its config.
  * Without data.prepare nothing happens here, and a missing dataset is reported when it is opened.
+ * Every rank of `comm` calls this; they prepare the dataset together (each a share of the
+ * documents, prepare.h) and only the first rank logs.
  */
 #pragma once
 
 #include "core/config/config.h"
+#include "parallel/comm.h"
 
 namespace dape {
 
+void prepare_dataset_if_missing(const LoadedConfig& config, bool show_progress, Communicator& comm);
+// This process alone.
 void prepare_dataset_if_missing(const LoadedConfig& config, bool show_progress);
 
 }  // namespace dape

@@ -54,6 +54,7 @@ MetricsLog& MetricsLog::operator=(MetricsLog&& o) noexcept {
 }
 
 void MetricsLog::write(const std::string& json_object) {
+  if (path_.empty()) return;  // the log of a rank that does not write
   DAPE_CHECK(f_, "metrics log is not open");
   if (std::fprintf(f_, "%s\n", json_object.c_str()) < 0 || std::fflush(f_) != 0)
     fail("cannot write to '{}': {}", path_, std::strerror(errno));

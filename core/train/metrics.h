@@ -16,6 +16,7 @@ namespace dape {
 
 class MetricsLog {
  public:
+  // A log that writes nowhere (on data-parallel ranks other than 0).
   MetricsLog() = default;
   // Opens `path` for appending. If keep_through_step >= 0, existing lines whose "step" exceeds
   // it are removed first; if it is < 0 the file is started afresh.

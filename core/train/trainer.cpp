@@ -15,6 +15,7 @@
 #include "core/optim/adamw_optimizer.h"
 #include "core/optim/lr_schedule.h"
 #include "core/train/dataset_preparation.h"
+#include "core/train/gradient_sync.h"
 #include "core/train/metrics.h"
 
 namespace dape {
@@ -45,19 +46,30 @@ std::vector<int> lengths_or(const google::protobuf::RepeatedField<int32_t>& leng
 TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& options) {
   const config::Config& cfg = loaded.msg;
   const auto& tc = cfg.train();
+  LocalCommunicator alone;
+  Communicator& world = options.world ? *options.world : alone;
+  validate_config(loaded, world.size());
+  if (cfg.parallel().tp() > 1)
+    fail("{}: tensor parallelism (tp = {}) is not available in this build yet; use tp: 1",
+         loaded.where("parallel.tp"), cfg.parallel().tp());
+  Communicator& dp = world;
+  const int dp_size = dp.size(), dp_rank = dp.rank();
+  const bool root = world.rank() == 0;
   if (!cfg.data().has_path() || cfg.data().path().empty())
     fail(
         "data.path is not set: point it at a dataset directory written by `dape prepare` "
         "(e.g. --set data.path=data/kjv) or at Megatron data (PREFIX.idx)");
-  prepare_dataset_if_missing(loaded, options.progress);
+  prepare_dataset_if_missing(loaded, options.progress && root, world);
   const std::string run_dir = cfg.run_dir();
-  make_directories(run_dir);
   const std::string config_text = resolved_text(cfg);
-  write_file_atomic(join_path(run_dir, "config.pbtxt"), config_text);
+  if (root) {
+    make_directories(run_dir);
+    write_file_atomic(join_path(run_dir, "config.pbtxt"), config_text);
+  }
 
   data::DatasetOpenOptions dopts;
   dopts.verify_checksums = cfg.data().verify_checksums();
-  dopts.show_progress = options.progress;
+  dopts.show_progress = options.progress && root;
   dopts.vocab_size = cfg.model().vocab_size();
   dopts.validation_path = cfg.data().validation_path();
   dopts.val_fraction = cfg.data().val_fraction();
@@ -67,11 +79,16 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   const ModelSpec spec = ModelSpec::from_config(cfg.model(), dataset.vocab_size());
   Decoder model(spec, ops, /*trainable=*/true);
   model.initialize(tc.seed());
-  AdamW optimizer(ops, model.params(), {tc.beta1(), tc.beta2(), tc.adam_eps(), tc.weight_decay()});
+  AdamW optimizer(ops, model.params(), {tc.beta1(), tc.beta2(), tc.adam_eps(), tc.weight_decay()},
+                  cfg.parallel().zero_stage() == 1 ? &dp : nullptr);
+  GradientSync gradient_sync(dp, model.params(), cfg.parallel().bucket_mb());
 
   const int T = tc.seq_len(), micro = tc.micro_batch();
-  const int global_batch = tc.global_batch() > 0 ? tc.global_batch() : micro;
-  const int accum = global_batch / micro;
+  const int global_batch = tc.global_batch() > 0 ? tc.global_batch() : micro * dp_size;
+  // This rank's slice of every global batch: samples [first, first + per_rank) of it.
+  const int per_rank = global_batch / dp_size;
+  const int64_t first_of_rank = int64_t{per_rank} * dp_rank;
+  const int accum = per_rank / micro;
   const int64_t samples = data::count_samples(train_stream.size(), T);
   if (samples < global_batch)
     fail(
@@ -114,7 +131,9 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
       DAPE_LOG_WARN(
           "resuming with a different train.seed or train.seq_len than the checkpoint: the data "
           "order will differ from an uninterrupted run");
+    if (optimizer.sharded()) optimizer.prepare_full_moments();
     state = load_checkpoint(ref, ops, model.params(), &optimizer);
+    if (optimizer.sharded()) optimizer.scatter_moments();
     resumed_from = ref.dir;
     DAPE_LOG_INFO("resumed from {} at step {} ({} samples consumed)", ref.dir, state.step,
                   state.samples_consumed);
@@ -125,11 +144,21 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   DAPE_LOG_INFO("data: {} training tokens, {} validation tokens, {} samples of {} tokens per epoch",
                 train_stream.size(), dataset.validation().size(), samples, T);
   DAPE_LOG_INFO(
-      "batch: {} samples × {} tokens = {} tokens per step ({} micro-batch(es) of {}), {} steps",
-      global_batch, T, int64_t{global_batch} * T, accum, micro, tc.steps());
+      "batch: {} samples × {} tokens = {} tokens per step ({} micro-batch(es) of {}{}), {} steps",
+      global_batch, T, int64_t{global_batch} * T, accum, micro,
+      dp_size > 1 ? fmt::format(" on each of {} data-parallel ranks", dp_size) : "", tc.steps());
+  if (dp_size > 1) {
+    DAPE_LOG_INFO("data parallel: {} ranks, gradients summed in {} bucket(s){}", dp_size,
+                  gradient_sync.buckets(),
+                  optimizer.sharded() ? ", optimizer moments sharded (ZeRO-1)" : "");
+  }
 
-  MetricsLog metrics(join_path(run_dir, "metrics.jsonl"), resumed_from.empty() ? -1 : state.step);
-  MetricsLog eval_log(join_path(run_dir, "eval.jsonl"), resumed_from.empty() ? -1 : state.step);
+  MetricsLog metrics, eval_log;
+  if (root) {
+    metrics =
+        MetricsLog(join_path(run_dir, "metrics.jsonl"), resumed_from.empty() ? -1 : state.step);
+    eval_log = MetricsLog(join_path(run_dir, "eval.jsonl"), resumed_from.empty() ? -1 : state.step);
+  }
 
   EvalOptions periodic_eval;
   periodic_eval.lengths = lengths_or(cfg.eval().periodic_lengths(), T);
@@ -149,12 +178,18 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   int64_t tokens_this_run = 0;
   double loss = state.loss;
   std::optional<ProgressBar> bar;
-  if (options.progress) bar.emplace("train", end_step, "step", 30.0, state.step);
+  if (options.progress && root) bar.emplace("train", end_step, "step", 30.0, state.step);
 
+  // Every replica holds the same parameters (and, gathered, the same moments): rank 0 saves.
   auto save = [&]() {
-    summary.checkpoint = save_checkpoint(run_dir, ops, model.params(), &optimizer, state,
-                                         config_text, cfg.checkpoint().keep_last(), resumed_from);
-    DAPE_LOG_INFO("saved checkpoint {}", summary.checkpoint);
+    if (optimizer.sharded()) optimizer.gather_moments();
+    if (root) {
+      summary.checkpoint = save_checkpoint(run_dir, ops, model.params(), &optimizer, state,
+                                           config_text, cfg.checkpoint().keep_last(), resumed_from);
+      DAPE_LOG_INFO("saved checkpoint {}", summary.checkpoint);
+    }
+    if (optimizer.sharded()) optimizer.release_full_moments();
+    dp.barrier();  // no rank runs ahead of a checkpoint it may resume from
   };
 
   while (state.step < end_step) {
@@ -162,12 +197,23 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
     model.params().zero_grads(ops);
     double loss_sum = 0;
     for (int m = 0; m < accum; ++m) {
-      batches.fill(state.samples_consumed + int64_t{m} * micro, micro, inputs.data(),
-                   targets.data());
+      batches.fill(state.samples_consumed + first_of_rank + int64_t{m} * micro, micro,
+                   inputs.data(), targets.data());
+      // Gradients are final only in the last micro-step: only then are they summed over ranks.
+      const bool last_micro = m == accum - 1 && dp_size > 1;
+      if (last_micro) {
+        gradient_sync.begin();
+        model.set_gradient_hook([&](const Tensor& g) { gradient_sync.mark_ready(g); });
+      }
       loss_sum +=
           model.forward(inputs.data(), targets.data(), micro, T, /*training=*/true, grad_scale);
       model.backward();
+      if (last_micro) {
+        model.set_gradient_hook({});
+        gradient_sync.finish();
+      }
     }
+    if (dp_size > 1) loss_sum = dp.all_reduce_sum(loss_sum);
     const double grad_norm = clip_grad_norm(ops, model.params().grads(), tc.grad_clip());
     const double lr = schedule.at(state.step);
     optimizer.step(lr, state.step + 1);
@@ -208,7 +254,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
           fmt::format("loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s | {:.1f} GFLOP/s", loss, lr,
                       grad_norm, si_format(avg_tok_s), avg_tok_s * flops_per_token / 1e9));
     }
-    if (cfg.eval().interval() > 0 && state.step % cfg.eval().interval() == 0 &&
+    if (root && cfg.eval().interval() > 0 && state.step % cfg.eval().interval() == 0 &&
         state.step < tc.steps()) {
       auto results = evaluate(model, dataset.validation(), periodic_eval);
       eval_log.write(eval_results_json(results, state.step));
@@ -228,7 +274,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   summary.last_step = state.step;
   summary.final_loss = loss;
   summary.tokens_per_s = tokens_this_run > 0 ? tokens_this_run / seconds_since(run_start) : 0;
-  if (state.step >= tc.steps() && cfg.eval().at_end()) {
+  if (root && state.step >= tc.steps() && cfg.eval().at_end()) {
     EvalOptions final_eval = periodic_eval;
     final_eval.lengths = lengths_or(cfg.eval().lengths(), T);
     summary.final_eval = evaluate(model, dataset.validation(), final_eval);

@@ -8,6 +8,13 @@
  * weighted 1 / (global_batch · seq_len), so the gradient is that of the mean loss whatever the
  * micro-batching.
  *
+ * Data parallelism: under mpirun each of the D ranks holds a replica, takes its contiguous slice
+ * of every global batch (global_batch / D samples, in the same global order, so any D sees the
+ * same data), and the gradients are summed over the ranks in buckets during the last
+ * micro-step's backward (gradient_sync.h). With parallel.zero_stage 1 the AdamW moments are
+ * sharded over the ranks (adamw_optimizer.h). Rank 0 alone writes the run directory, draws
+ * progress and evaluates; the others wait for it at the next step.
+ *
  * Reproducibility: parameter init depends only on the seed and tensor names, the data order only
  * on the seed and the training split, every kernel reduces in a fixed order, and a checkpoint
  * holds everything else (weights, moments, step, data position), so an interrupted and resumed
@@ -26,6 +33,7 @@
 #include "core/config/config.h"
 #include "core/train/evaluator.h"
 #include "kernels/ops.h"
+#include "parallel/comm.h"
 
 namespace dape {
 
@@ -38,6 +46,8 @@ struct TrainOptions {
   // 0: run to train.steps. The schedule still spans train.steps.
   int64_t stop_at_step = 0;
   bool progress = true;
+  // The processes of the job (data-parallel ranks); nullptr: this process alone.
+  Communicator* world = nullptr;
 };
 
 struct TrainSummary {
