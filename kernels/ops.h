@@ -56,6 +56,11 @@ class Ops {
   virtual void copy_to_host(void* dst, DType host_dtype, const Tensor& src) = 0;
   // Device -> device copy of equal element counts and dtypes.
   virtual void copy(const Tensor& dst, const Tensor& src) = 0;
+  // A block of rows × cols elements between two row-strided layouts of one dtype:
+  // dst[r · dst_stride + c] = src[r · src_stride + c] (from the tensors' data pointers). For
+  // tensor parallelism: packing column blocks for collectives and unpacking them.
+  virtual void copy_2d(const Tensor& dst, int64_t dst_stride, const Tensor& src, int64_t src_stride,
+                       int64_t rows, int64_t cols) = 0;
 
   // ---- elementwise and reductions ----------------------------------------------------------
   virtual void fill(const Tensor& x, double value) = 0;
@@ -70,11 +75,18 @@ class Ops {
   // ---- embedding ---------------------------------------------------------------------------
   // out[r, :] = wte[tokens[r], :] (+ wpe[pos_offset + r % seq_len, :] when wpe is defined).
   // out [R, C], tokens [R] (R = batch * seq_len), wte [V, C], wpe [P, C].
+  // vocab_begin < 0: wte is the whole table (ids outside it are a bug, reported). Vocabulary-
+  // parallel, vocab_begin >= 0: wte holds the rows [vocab_begin, vocab_begin + wte.rows) of a
+  // table split over ranks; a token outside them gives a zero row (plus wpe), so the sum over
+  // the ranks holding the slices is the whole embedding.
   virtual void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte,
-                                 const Tensor& wpe, int seq_len, int pos_offset) = 0;
-  // dwte (and dwpe if defined) += the scatter of dout.
+                                 const Tensor& wpe, int seq_len, int pos_offset,
+                                 int64_t vocab_begin = -1) = 0;
+  // dwte (and dwpe if defined) += the scatter of dout; tokens outside wte's rows add nothing to
+  // dwte.
   virtual void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
-                                  const Tensor& tokens, int seq_len, int pos_offset) = 0;
+                                  const Tensor& tokens, int seq_len, int pos_offset,
+                                  int64_t vocab_begin = -1) = 0;
 
   // ---- layer norm (eps 1e-5) -----------------------------------------------------------------
   // x, out [R, C]; w, b [C]; mean, rstd [R] saved for backward.
@@ -127,6 +139,22 @@ class Ops {
   // grad_scale * Σ_r losses[r]: grad_scale * (softmax - onehot), and 0 in the padding.
   virtual void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
                              int vocab, double grad_scale) = 0;
+  // Vocabulary-parallel cross-entropy, in two halves around a gather over the S ranks that hold
+  // the vocabulary's slices. logits [R, Vl] are the columns [vocab_begin, vocab_begin + Vl) of
+  // the whole [R, Vp] logits; columns >= vocab are padding. stats [R, 3] per row: the max over
+  // this slice's real columns (−inf when it has none), Σ exp(logit − that max) over them (0 when
+  // none), and the target's logit when the target lies in this slice, else 0.
+  virtual void cross_entropy_slice_stats(const Tensor& stats, const Tensor& logits,
+                                         const Tensor& targets, int64_t vocab_begin, int vocab) = 0;
+  // all_stats [S, R, 3]: every slice's stats, slice-major (as all_gather gives them). With
+  // M = max over slices of their max, losses[r] = M + log Σ_s sum_s · exp(max_s − M) − Σ_s
+  // target_s: the whole row's cross-entropy. When grad_scale != 0, this slice's logits are
+  // overwritten by grad_scale · (softmax − onehot) over its columns (0 in the padding), exactly
+  // the slice of what cross_entropy writes for the whole row.
+  virtual void cross_entropy_from_slice_stats(const Tensor& losses, const Tensor& logits,
+                                              const Tensor& all_stats, const Tensor& targets,
+                                              int64_t vocab_begin, int vocab,
+                                              double grad_scale) = 0;
 
   // ---- optimizer -----------------------------------------------------------------------------
   // AdamW (PyTorch semantics, decoupled weight decay) over equal-length params, grads, m, v.

@@ -45,15 +45,22 @@ void ProfilingOps::clamp_min(const Tensor& x, double lo) {
 double ProfilingOps::sum_squares(const Tensor& x) {
   return timed("sum_squares", [&] { return inner_.sum_squares(x); });
 }
+void ProfilingOps::copy_2d(const Tensor& dst, int64_t dst_stride, const Tensor& src,
+                           int64_t src_stride, int64_t rows, int64_t cols) {
+  timed("copy_2d", [&] { inner_.copy_2d(dst, dst_stride, src, src_stride, rows, cols); });
+}
 void ProfilingOps::embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte,
-                                     const Tensor& wpe, int seq_len, int pos_offset) {
+                                     const Tensor& wpe, int seq_len, int pos_offset,
+                                     int64_t vocab_begin) {
   timed("embedding_forward",
-        [&] { inner_.embedding_forward(out, tokens, wte, wpe, seq_len, pos_offset); });
+        [&] { inner_.embedding_forward(out, tokens, wte, wpe, seq_len, pos_offset, vocab_begin); });
 }
 void ProfilingOps::embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
-                                      const Tensor& tokens, int seq_len, int pos_offset) {
-  timed("embedding_backward",
-        [&] { inner_.embedding_backward(dwte, dwpe, dout, tokens, seq_len, pos_offset); });
+                                      const Tensor& tokens, int seq_len, int pos_offset,
+                                      int64_t vocab_begin) {
+  timed("embedding_backward", [&] {
+    inner_.embedding_backward(dwte, dwpe, dout, tokens, seq_len, pos_offset, vocab_begin);
+  });
 }
 void ProfilingOps::layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd,
                                      const Tensor& x, const Tensor& w, const Tensor& b) {
@@ -100,6 +107,21 @@ void ProfilingOps::attention_backward(const AttentionInputs& in, const Tensor& o
 void ProfilingOps::cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
                                  int vocab, double grad_scale) {
   timed("cross_entropy", [&] { inner_.cross_entropy(losses, logits, targets, vocab, grad_scale); });
+}
+void ProfilingOps::cross_entropy_slice_stats(const Tensor& stats, const Tensor& logits,
+                                             const Tensor& targets, int64_t vocab_begin,
+                                             int vocab) {
+  timed("cross_entropy",
+        [&] { inner_.cross_entropy_slice_stats(stats, logits, targets, vocab_begin, vocab); });
+}
+void ProfilingOps::cross_entropy_from_slice_stats(const Tensor& losses, const Tensor& logits,
+                                                  const Tensor& all_stats, const Tensor& targets,
+                                                  int64_t vocab_begin, int vocab,
+                                                  double grad_scale) {
+  timed("cross_entropy", [&] {
+    inner_.cross_entropy_from_slice_stats(losses, logits, all_stats, targets, vocab_begin, vocab,
+                                          grad_scale);
+  });
 }
 void ProfilingOps::adamw(const Tensor& params, const Tensor& grads, const Tensor& m,
                          const Tensor& v, const AdamWHyper& h) {

@@ -119,6 +119,20 @@ void CpuOps::copy(const Tensor& dst, const Tensor& src) {
   if (dst.data != src.data) std::memcpy(dst.data, src.data, src.nbytes());
 }
 
+void CpuOps::copy_2d(const Tensor& dst, int64_t dst_stride, const Tensor& src, int64_t src_stride,
+                     int64_t rows, int64_t cols) {
+  DAPE_CHECK(dst.dtype == src.dtype, "copy_2d of {} into {}", dtype_name(src.dtype),
+             dtype_name(dst.dtype));
+  DAPE_CHECK(rows >= 0 && cols >= 0 && cols <= dst_stride && cols <= src_stride,
+             "copy_2d of {} × {} with strides {} and {}", rows, cols, dst_stride, src_stride);
+  const int64_t es = dtype_size(src.dtype);
+  auto* d = static_cast<char*>(dst.data);
+  const auto* s = static_cast<const char*>(src.data);
+#pragma omp parallel for schedule(static) if (rows * cols >= (int64_t{1} << 16))
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(d + r * dst_stride * es, s + r * src_stride * es, static_cast<size_t>(cols * es));
+}
+
 void CpuOps::fill(const Tensor& x, double value) {
   if (x.dtype == DType::i32) {
     auto* p = x.ptr<int32_t>();
@@ -162,7 +176,8 @@ double CpuOps::sum_squares(const Tensor& x) {
 }
 
 void CpuOps::embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte,
-                               const Tensor& wpe, int seq_len, int pos_offset) {
+                               const Tensor& wpe, int seq_len, int pos_offset,
+                               int64_t vocab_begin) {
   expect(tokens, DType::i32, "embedding_forward: tokens");
   DAPE_CHECK(wte.shape.rank == 2, "embedding_forward: wte must be [V, C], got {}", wte.shape.str());
   const int64_t rows = tokens.numel(), C = wte.shape[1];
@@ -174,12 +189,14 @@ void CpuOps::embedding_forward(const Tensor& out, const Tensor& tokens, const Te
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::embedding_forward(out.ptr<T>(), tokens.ptr<int32_t>(), wte.ptr<T>(), opt<T>(wpe), rows, C,
-                           wte.shape[0], wpe.defined() ? wpe.shape[0] : 0, seq_len, pos_offset);
+                           wte.shape[0], vocab_begin, wpe.defined() ? wpe.shape[0] : 0, seq_len,
+                           pos_offset);
   });
 }
 
 void CpuOps::embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
-                                const Tensor& tokens, int seq_len, int pos_offset) {
+                                const Tensor& tokens, int seq_len, int pos_offset,
+                                int64_t vocab_begin) {
   expect(tokens, DType::i32, "embedding_backward: tokens");
   DAPE_CHECK(dwte.shape.rank == 2, "embedding_backward: dwte must be [V, C], got {}",
              dwte.shape.str());
@@ -192,8 +209,8 @@ void CpuOps::embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Te
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::embedding_backward(dwte.ptr<T>(), opt<T>(dwpe), dout.ptr<T>(), tokens.ptr<int32_t>(), rows,
-                            C, dwte.shape[0], dwpe.defined() ? dwpe.shape[0] : 0, seq_len,
-                            pos_offset);
+                            C, dwte.shape[0], vocab_begin, dwpe.defined() ? dwpe.shape[0] : 0,
+                            seq_len, pos_offset);
   });
 }
 
@@ -344,6 +361,39 @@ void CpuOps::cross_entropy(const Tensor& losses, const Tensor& logits, const Ten
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::cross_entropy(losses.ptr<T>(), logits.ptr<T>(), targets.ptr<int32_t>(), rows, vocab,
                        padded, grad_scale);
+  });
+}
+
+void CpuOps::cross_entropy_slice_stats(const Tensor& stats, const Tensor& logits,
+                                       const Tensor& targets, int64_t vocab_begin, int vocab) {
+  expect(targets, DType::i32, "cross_entropy_slice_stats: targets");
+  const int64_t rows = targets.numel(), width = logits.numel() / std::max<int64_t>(rows, 1);
+  DAPE_CHECK(width * rows == logits.numel(), "cross_entropy_slice_stats: logits {} for {} rows",
+             logits.shape.str(), rows);
+  expect_numel(stats, rows * 3, "cross_entropy_slice_stats: stats");
+  dispatch(dtype_, [&](auto* t) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    cpu::cross_entropy_slice_stats(stats.ptr<T>(), logits.ptr<T>(), targets.ptr<int32_t>(), rows,
+                                   width, vocab_begin, vocab);
+  });
+}
+
+void CpuOps::cross_entropy_from_slice_stats(const Tensor& losses, const Tensor& logits,
+                                            const Tensor& all_stats, const Tensor& targets,
+                                            int64_t vocab_begin, int vocab, double grad_scale) {
+  expect(targets, DType::i32, "cross_entropy_from_slice_stats: targets");
+  const int64_t rows = targets.numel(), width = logits.numel() / std::max<int64_t>(rows, 1);
+  DAPE_CHECK(width * rows == logits.numel(),
+             "cross_entropy_from_slice_stats: logits {} for {} rows", logits.shape.str(), rows);
+  const int64_t slices = all_stats.numel() / std::max<int64_t>(rows * 3, 1);
+  DAPE_CHECK(slices >= 1 && slices * rows * 3 == all_stats.numel(),
+             "cross_entropy_from_slice_stats: stats {} for {} rows", all_stats.shape.str(), rows);
+  expect_numel(losses, rows, "cross_entropy_from_slice_stats: losses");
+  dispatch(dtype_, [&](auto* t) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    cpu::cross_entropy_from_slice_stats(losses.ptr<T>(), logits.ptr<T>(), all_stats.ptr<T>(),
+                                        slices, targets.ptr<int32_t>(), rows, width, vocab_begin,
+                                        vocab, grad_scale);
   });
 }
 

@@ -25,6 +25,8 @@ class CpuOps final : public Ops {
   void copy_from_host(const Tensor& dst, const void* src, DType host_dtype) override;
   void copy_to_host(void* dst, DType host_dtype, const Tensor& src) override;
   void copy(const Tensor& dst, const Tensor& src) override;
+  void copy_2d(const Tensor& dst, int64_t dst_stride, const Tensor& src, int64_t src_stride,
+               int64_t rows, int64_t cols) override;
 
   void fill(const Tensor& x, double value) override;
   void scale(const Tensor& x, double factor) override;
@@ -33,9 +35,11 @@ class CpuOps final : public Ops {
   double sum_squares(const Tensor& x) override;
 
   void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte,
-                         const Tensor& wpe, int seq_len, int pos_offset) override;
+                         const Tensor& wpe, int seq_len, int pos_offset,
+                         int64_t vocab_begin = -1) override;
   void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
-                          const Tensor& tokens, int seq_len, int pos_offset) override;
+                          const Tensor& tokens, int seq_len, int pos_offset,
+                          int64_t vocab_begin = -1) override;
 
   void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                          const Tensor& w, const Tensor& b) override;
@@ -65,6 +69,11 @@ class CpuOps final : public Ops {
 
   void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets, int vocab,
                      double grad_scale) override;
+  void cross_entropy_slice_stats(const Tensor& stats, const Tensor& logits, const Tensor& targets,
+                                 int64_t vocab_begin, int vocab) override;
+  void cross_entropy_from_slice_stats(const Tensor& losses, const Tensor& logits,
+                                      const Tensor& all_stats, const Tensor& targets,
+                                      int64_t vocab_begin, int vocab, double grad_scale) override;
 
   void adamw(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,
              const AdamWHyper& h) override;

@@ -97,4 +97,70 @@ template void cross_entropy<float>(float*, float*, const int32_t*, int64_t, int6
 template void cross_entropy<double>(double*, double*, const int32_t*, int64_t, int64_t, int64_t,
                                     double);
 
+template <class T>
+void cross_entropy_slice_stats(T* stats, const T* logits, const int32_t* targets, int64_t rows,
+                               int64_t width, int64_t vocab_begin, int64_t vocab) {
+  DAPE_CHECK(vocab_begin >= 0 && width > 0, "cross_entropy_slice_stats: slice at {} of width {}",
+             vocab_begin, width);
+  for (int64_t r = 0; r < rows; ++r) {
+    DAPE_CHECK(targets[r] >= 0 && targets[r] < vocab,
+               "cross_entropy_slice_stats: target {} at row {} is outside [0, {})", targets[r], r,
+               vocab);
+  }
+  // Real columns of this slice: [0, n).
+  const int64_t n = std::clamp<int64_t>(vocab - vocab_begin, 0, width);
+#pragma omp parallel for schedule(static) if (rows > 1 && rows * width >= (int64_t{1} << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = logits + r * width;
+    double m = -std::numeric_limits<double>::infinity(), sum = 0;
+    for (int64_t j = 0; j < n; ++j) m = std::max<double>(m, row[j]);
+    for (int64_t j = 0; j < n; ++j) sum += std::exp(row[j] - m);
+    const int64_t t = targets[r] - vocab_begin;
+    stats[r * 3 + 0] = static_cast<T>(m);
+    stats[r * 3 + 1] = static_cast<T>(sum);
+    stats[r * 3 + 2] = t >= 0 && t < n ? row[t] : T(0);
+  }
+}
+
+template <class T>
+void cross_entropy_from_slice_stats(T* losses, T* logits, const T* all_stats, int64_t slices,
+                                    const int32_t* targets, int64_t rows, int64_t width,
+                                    int64_t vocab_begin, int64_t vocab, double grad_scale) {
+  const int64_t n = std::clamp<int64_t>(vocab - vocab_begin, 0, width);
+  const bool want_grad = grad_scale != 0.0;
+#pragma omp parallel for schedule(static) if (rows > 1 && rows * width >= (int64_t{1} << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    double M = -std::numeric_limits<double>::infinity(), target_logit = 0;
+    for (int64_t s = 0; s < slices; ++s) {
+      M = std::max<double>(M, all_stats[(s * rows + r) * 3]);
+      target_logit += all_stats[(s * rows + r) * 3 + 2];
+    }
+    double S = 0;
+    for (int64_t s = 0; s < slices; ++s) {
+      const T* st = all_stats + (s * rows + r) * 3;
+      if (st[1] > 0) S += static_cast<double>(st[1]) * std::exp(static_cast<double>(st[0]) - M);
+    }
+    losses[r] = static_cast<T>(M + std::log(S) - target_logit);
+    if (!want_grad) continue;
+    T* row = logits + r * width;
+    const int64_t t = targets[r] - vocab_begin;
+    for (int64_t j = 0; j < n; ++j) {
+      const double p = std::exp(row[j] - M) / S;
+      row[j] = static_cast<T>(grad_scale * (p - (j == t ? 1.0 : 0.0)));
+    }
+    for (int64_t j = n; j < width; ++j) row[j] = T(0);
+  }
+}
+
+template void cross_entropy_slice_stats<float>(float*, const float*, const int32_t*, int64_t,
+                                               int64_t, int64_t, int64_t);
+template void cross_entropy_slice_stats<double>(double*, const double*, const int32_t*, int64_t,
+                                                int64_t, int64_t, int64_t);
+template void cross_entropy_from_slice_stats<float>(float*, float*, const float*, int64_t,
+                                                    const int32_t*, int64_t, int64_t, int64_t,
+                                                    int64_t, double);
+template void cross_entropy_from_slice_stats<double>(double*, double*, const double*, int64_t,
+                                                     const int32_t*, int64_t, int64_t, int64_t,
+                                                     int64_t, double);
+
 }  // namespace dape::cpu

@@ -103,8 +103,7 @@ inline void gemm_tile(int K, const T* a, int64_t a_row, int64_t a_col, const T* 
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TB; ++t)
-      store(y + r * ldy + j + t * L, epi(acc[r][t], m0 + r, j + t * L));
+    for (int t = 0; t < TB; ++t) store(y + r * ldy + j + t * L, epi(acc[r][t], m0 + r, j + t * L));
 }
 
 template <class T, int R, class Epi>
@@ -118,15 +117,19 @@ inline void gemm_rows(int K, const T* a, int64_t a_row, int64_t a_col, const T* 
   // each step loads TB vectors of X and R scalars of A for R·TB multiply-adds.
   if constexpr (R <= 2)
     for (; t + 8 <= tiles; t += 8)
-      gemm_tile<T, R, 8>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0, epi);
+      gemm_tile<T, R, 8>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0,
+                         epi);
   if constexpr (R <= 4)
     for (; t + 4 <= tiles; t += 4)
-      gemm_tile<T, R, 4>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0, epi);
+      gemm_tile<T, R, 4>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0,
+                         epi);
   if constexpr (R <= 8)
     for (; t + 2 <= tiles; t += 2)
-      gemm_tile<T, R, 2>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0, epi);
+      gemm_tile<T, R, 2>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0,
+                         epi);
   for (; t < tiles; ++t)
-    gemm_tile<T, R, 1>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0, epi);
+    gemm_tile<T, R, 1>(K, a, a_row, a_col, x, ldx, y, ldy, int64_t{t} * L, bias, accumulate, m0,
+                       epi);
 }
 
 // Y[m][0..np) = epi((accumulate ? Y[m] : 0) + (bias ? bias[m] : 0) + Σ_k A(m, k) · X[k][0..np))
