@@ -16,6 +16,19 @@
  * and in training each chunk's logits are turned into their gradient in place and pushed through
  * the head's backward at once, so backward() starts from the final LayerNorm.
  *
+ * Tensor parallelism (DESIGN.md §3, Megatron style). Each of the T ranks holds H/T heads: the
+ * column-parallel QKV projection gives this rank's q, k and v; q and k of every head are then
+ * all-gathered, because DAPE's f mixes all heads' logits at each (i, j): every rank evaluates f
+ * (and the bias scheme) for all heads and the softmax and P·V for its own heads only, so the
+ * model is exactly the one-rank model. In backward the all-head dq and dk shares are
+ * reduce-scattered back to their heads, and the shares of f's and the scheme's gradients
+ * (replicated parameters) are all-reduced. The attention output projection and fc2 are
+ * row-parallel (partial sums all-reduced; their biases added once), fc1 column-parallel, the
+ * embedding and the LM head cut by vocabulary rows, with the cross-entropy combined from
+ * per-slice statistics (max, sum of exponentials, target logit) so no rank sees another's
+ * logits. Input gradients of the column-parallel layers are all-reduced before each LayerNorm's
+ * backward. Decoding with a KV cache runs on one rank only.
+ *
  * Decoding. decode() runs the model on a few new tokens per sequence at positions after those a
  * KvCache (core/model/kv_cache.h) holds: the new tokens' q comes from the query third of the QKV
  * weight, their k and v are computed straight into the cache's rows (RoPE at their absolute
@@ -34,13 +47,16 @@
 #include "core/model/model_spec.h"
 #include "core/model/param_store.h"
 #include "kernels/ops.h"
+#include "parallel/comm.h"
 
 namespace dape {
 
 class Decoder {
  public:
-  // Registers and allocates the parameters (with gradient buffers when `trainable`).
-  Decoder(const ModelSpec& spec, Ops& ops, bool trainable = true);
+  // Registers and allocates the parameters (with gradient buffers when `trainable`). Under
+  // tensor parallelism (spec.tp > 1) `tp` is the group of spec.tp ranks that hold the model's
+  // pieces; every forward and backward is then a collective over it.
+  Decoder(const ModelSpec& spec, Ops& ops, bool trainable = true, Communicator* tp = nullptr);
 
   const ModelSpec& spec() const { return spec_; }
   ParamStore& params() { return params_; }
@@ -96,11 +112,23 @@ class Decoder {
   };
   struct LayerActivations {
     DeviceBuffer ln1, ln1_mean, ln1_rstd, qkv, att, lse, x_mid, ln2, ln2_mean, ln2_rstd, fc1, gelu;
+    DeviceBuffer qk;  // tensor parallel: every head's q and k, [R, 2C]
   };
 
   LayerWeights layer_tensors(int layer, bool grads) const;
   void ensure_buffers(int batch, int seq_len, bool training);
-  AttentionInputs attention_inputs(const LayerWeights& w, const Tensor& qkv) const;
+  AttentionInputs attention_inputs(const LayerWeights& w, const LayerActivations& a) const;
+  // Tensor parallel: the pieces of the whole model this rank holds, and the collectives.
+  int tp_size() const { return spec_.tp; }
+  int64_t local_width() const { return spec_.d_model / spec_.tp; }
+  int64_t vocab_begin() const { return spec_.padded_vocab / spec_.tp * spec_.tp_rank; }
+  // A row-parallel layer's bias: added by rank 0 only, so that the sum over ranks adds it once.
+  Tensor row_parallel_bias(const Tensor& b) const { return spec_.tp_rank == 0 ? b : Tensor(); }
+  void all_reduce_over_tp(const Tensor& x) const;
+  // q and k of this rank's heads (in a.qkv) → every head's q and k (a.qk).
+  void gather_qk(LayerActivations& a);
+  // Every head's dq, dk shares (dqk_full_) → the sum for this rank's heads, into dqkv_.
+  void scatter_dqk();
   AttentionGrads attention_grads(const LayerWeights& g) const;
   void check_positions(int end) const;
   // Embedding and every layer for the tokens in tokens_, then the final LayerNorm into lnf_.
@@ -118,6 +146,7 @@ class Decoder {
 
   ModelSpec spec_;
   Ops& ops_;
+  Communicator* tp_ = nullptr;
   ParamStore params_;
   GradientHook gradient_hook_;
   std::vector<LayerWeights> weights_, weight_grads_;
@@ -129,6 +158,9 @@ class Decoder {
   std::vector<LayerActivations> acts_;  // training: L, inference: 1
   DeviceBuffer tokens_, targets_, losses_, proj_, lnf_, lnf_mean_, lnf_rstd_, logits_;
   DeviceBuffer dlnf_, dres_, dsmall_, dbig_, dqkv_;
+  // Tensor parallel: staging for the q/k gather and the dq/dk reduce-scatter, every head's dq and
+  // dk, the cross-entropy's slice statistics, and one layer's attention-parameter gradient shares.
+  DeviceBuffer qk_send_, qk_all_, dqk_full_, ce_stats_, ce_all_, attn_grad_shares_;
 };
 
 }  // namespace dape

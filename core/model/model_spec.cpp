@@ -1,6 +1,8 @@
 #include "core/model/model_spec.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/check.h"
 
@@ -10,8 +12,13 @@ std::string layer_param(int layer, const std::string& rest) {
   return fmt::format("layers.{}.{}", layer, rest);
 }
 
-ModelSpec ModelSpec::from_config(const config::Model& m, int vocab) {
+ModelSpec ModelSpec::from_config(const config::Model& m, int vocab, int tp, int tp_rank) {
   ModelSpec s;
+  DAPE_CHECK(tp >= 1 && tp_rank >= 0 && tp_rank < tp, "tensor-parallel rank {} of {}", tp_rank, tp);
+  if (m.heads() % tp != 0)
+    fail("model.heads = {} is not divisible by parallel.tp = {}", m.heads(), tp);
+  s.tp = tp;
+  s.tp_rank = tp_rank;
   s.layers = m.layers();
   s.d_model = m.d_model();
   s.heads = m.heads();
@@ -25,7 +32,8 @@ ModelSpec ModelSpec::from_config(const config::Model& m, int vocab) {
   }
   DAPE_CHECK(vocab > 0, "vocabulary size {} must be positive", vocab);
   s.vocab = vocab;
-  const int mult = m.vocab_pad_multiple();
+  // Under tensor parallelism each rank's vocabulary slice keeps the multiple: 128 · tp at least.
+  const int mult = tp > 1 ? std::max(m.vocab_pad_multiple(), 128) * tp : m.vocab_pad_multiple();
   s.padded_vocab = (vocab + mult - 1) / mult * mult;
   if (!parse_position_scheme(m.position(), &s.position))
     fail("model.position: '{}' is not one of none|learned|rope|alibi|kerple|fire", m.position());
@@ -47,29 +55,56 @@ ModelSpec ModelSpec::from_config(const config::Model& m, int vocab) {
 void ModelSpec::register_params(ParamStore& store) const {
   const int64_t C = d_model, H = heads;
   const double resid_std = init_std / std::sqrt(2.0 * layers);
+  // Tensor-parallel pieces: QKV (3 blocks) and fc1 by rows, attention-out and fc2 by columns,
+  // the embedding and LM head by vocabulary rows; everything else whole.
+  auto split_of = [&](const std::string& name, Shape shape) {
+    TensorSplit s;
+    s.global = shape;
+    s.parts = tp;
+    s.part = tp_rank;
+    auto ends = [&](const char* suffix) {
+      return name.size() >= std::strlen(suffix) &&
+             name.compare(name.size() - std::strlen(suffix), std::strlen(suffix), suffix) == 0;
+    };
+    if (ends("attn.qkv.weight") || ends("attn.qkv.bias")) {
+      s.kind = TensorSplit::Kind::rows;
+      s.blocks = 3;
+    } else if (ends("mlp.fc1.weight") || ends("mlp.fc1.bias") || name == "embed.weight" ||
+               name == "lm_head.weight" || name == "lm_head.bias") {
+      s.kind = TensorSplit::Kind::rows;
+    } else if (ends("attn.out.weight") || ends("mlp.fc2.weight")) {
+      s.kind = TensorSplit::Kind::columns;
+    }
+    return s;
+  };
+  auto add = [&](ParamSpec p) {
+    p.split = split_of(p.name, p.shape);
+    p.shape = p.split.local_shape();
+    store.add(std::move(p));
+  };
   auto normal = [&](std::string name, Shape shape, double std) {
-    store.add({std::move(name), shape, ParamGroup::decay, InitKind::normal, std, 0});
+    add({std::move(name), shape, ParamGroup::decay, InitKind::normal, std, 0});
   };
   auto constant = [&](std::string name, Shape shape, double v) {
-    store.add({std::move(name), shape, ParamGroup::no_decay, InitKind::constant, v, 0});
+    add({std::move(name), shape, ParamGroup::no_decay, InitKind::constant, v, 0});
   };
   // PyTorch's nn.Linear default: U(±1/sqrt(fan_in)) for weight and bias. No weight decay: these
   // are position-encoding parameters.
   auto torch_linear = [&](const std::string& prefix, const std::string& w, const std::string& b,
                           int64_t out, int64_t in) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-    store.add({prefix + w, {out, in}, ParamGroup::no_decay, InitKind::uniform, -bound, bound});
-    store.add({prefix + b, {out}, ParamGroup::no_decay, InitKind::uniform, -bound, bound});
+    add({prefix + w, {out, in}, ParamGroup::no_decay, InitKind::uniform, -bound, bound});
+    add({prefix + b, {out}, ParamGroup::no_decay, InitKind::uniform, -bound, bound});
   };
 
   normal("embed.weight", {padded_vocab, C}, init_std);
   if (position == PositionScheme::learned) {
-    store.add({"pos_embed.weight",
-               {max_positions, C},
-               ParamGroup::no_decay,
-               InitKind::normal,
-               init_std,
-               0});
+    add({"pos_embed.weight",
+         {max_positions, C},
+         ParamGroup::no_decay,
+         InitKind::normal,
+         init_std,
+         0});
   }
   for (int l = 0; l < layers; ++l) {
     constant(layer_param(l, "ln1.weight"), {C}, 1.0);
@@ -82,11 +117,11 @@ void ModelSpec::register_params(ParamStore& store) const {
       ParamSpec p{
           layer_param(l, "attn.kerple.p"), {H}, ParamGroup::no_decay, InitKind::uniform, 0, 2};
       p.clamp_min = kerple_clamp_min;
-      store.add(p);
+      add(p);
       ParamSpec a{
           layer_param(l, "attn.kerple.a"), {H}, ParamGroup::no_decay, InitKind::uniform, 0, 1};
       a.clamp_min = kerple_clamp_min;
-      store.add(a);
+      add(a);
     }
     if (position == PositionScheme::fire) {
       constant(layer_param(l, "attn.fire.c"), {1}, fire_init_c);
@@ -116,9 +151,10 @@ std::string ModelSpec::describe() const {
   if (dape) pos += fmt::format(" + DAPE(W={})", dape_width);
   return fmt::format(
       "{} layers, d_model {}, {} heads (head dim {}), MLP {}, vocab {} (padded {}), "
-      "position {}, {} attention",
+      "position {}, {} attention{}",
       layers, d_model, heads, head_dim, mlp_hidden, vocab, padded_vocab, pos,
-      attention == AttentionImpl::fused ? "fused" : "reference");
+      attention == AttentionImpl::fused ? "fused" : "reference",
+      tp > 1 ? fmt::format(", cut over {} tensor-parallel ranks", tp) : "");
 }
 
 }  // namespace dape

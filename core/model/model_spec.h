@@ -4,7 +4,7 @@
  * Everything the model needs to build itself, with derived sizes (head_dim, the padded
  * vocabulary) computed once. The parameter registry for a spec lives here too, so that the
  * names and shapes of every tensor (which checkpoints and exports rely on) are defined in one
- * place:
+ * place (whole shapes; under tensor parallelism a rank holds the piece its TensorSplit says):
  *   embed.weight [Vp, C]              pos_embed.weight [P, C] (learned)
  *   layers.L.ln1.{weight,bias} [C]    layers.L.attn.qkv.{weight [3C, C], bias [3C]}
  *   layers.L.attn.out.{weight [C, C], bias [C]}
@@ -39,10 +39,15 @@ struct ModelSpec {
   int fire_width = 32;
   bool fire_leaky_relu = false;
   AttentionImpl attention = AttentionImpl::reference;
+  // Tensor parallelism: the model is cut over `tp` ranks and this is rank `tp_rank`'s piece
+  // (heads, MLP columns and vocabulary rows split evenly; the padded vocabulary is a multiple of
+  // max(model.vocab_pad_multiple, 128) · tp).
+  int tp = 1, tp_rank = 0;
 
   // `vocab` is the tokenizer's vocabulary (model.vocab_size, when set, must cover it).
-  static ModelSpec from_config(const config::Model& m, int vocab);
-  // Registers every parameter with its shape, optimizer group and init.
+  static ModelSpec from_config(const config::Model& m, int vocab, int tp = 1, int tp_rank = 0);
+  // Registers every parameter with its shape (this rank's piece under tensor parallelism; names
+  // and whole shapes are the same at every TP size), optimizer group and init.
   void register_params(ParamStore& store) const;
   std::string describe() const;  // "4 layers, d_model 256, 8 heads, kerple + DAPE(W=32), ..."
 };

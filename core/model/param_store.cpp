@@ -13,6 +13,9 @@ void ParamStore::add(ParamSpec spec) {
   DAPE_CHECK(!index_.count(spec.name), "parameter '{}' registered twice", spec.name);
   DAPE_CHECK(spec.shape.numel() > 0, "parameter '{}' has empty shape {}", spec.name,
              spec.shape.str());
+  DAPE_CHECK(!spec.split.is_split() || spec.split.local_shape() == spec.shape,
+             "parameter '{}' of shape {} is not the piece {} of {}", spec.name, spec.shape.str(),
+             spec.split.local_shape().str(), spec.split.global.str());
   index_[spec.name] = views_.size();
   ParamView v;
   v.spec = std::move(spec);
@@ -65,7 +68,7 @@ void ParamStore::initialize(Ops& ops, uint64_t seed) {
   std::vector<double> host;
   for (const auto& v : views_) {
     const auto& s = v.spec;
-    host.assign(s.shape.numel(), 0.0);
+    host.assign(s.split.is_split() ? s.split.global.numel() : s.shape.numel(), 0.0);
     Rng rng(seed, xxh64(s.name.data(), s.name.size()));
     for (auto& x : host) {
       switch (s.init) {
@@ -81,6 +84,7 @@ void ParamStore::initialize(Ops& ops, uint64_t seed) {
       }
       if (!std::isnan(s.clamp_min)) x = std::max(x, s.clamp_min);
     }
+    if (s.split.is_split()) host = local_of(s.split, host);
     ops.copy_from_host(v.value, host.data(), DType::f64);
   }
   zero_grads(ops);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/model/tensor_split.h"
 #include "kernels/ops.h"
 
 namespace dape {
@@ -39,6 +40,9 @@ struct ParamSpec {
   double a = 0, b = 0;
   // Clamp from below after init and after every optimizer update (Kerple's p and a); NaN: none.
   double clamp_min = std::numeric_limits<double>::quiet_NaN();
+  // Under tensor parallelism: this tensor is `split`'s piece of a whole tensor (`shape` is the
+  // piece's). Replicated by default.
+  TensorSplit split = {};
 };
 
 // [begin, end) elements of the flat buffers whose tensors share an optimizer group.
@@ -75,7 +79,8 @@ class ParamStore {
   // The buffer as maximal runs of neighbouring tensors of one group, in buffer order.
   std::vector<ParamRun> runs() const;
 
-  // Draws every tensor from Rng(seed, xxh64(name)), then applies clamps.
+  // Draws every whole tensor from Rng(seed, xxh64(name)) and keeps this rank's piece of it (so
+  // values do not depend on the tensor-parallel size), then applies clamps.
   void initialize(Ops& ops, uint64_t seed);
   void zero_grads(Ops& ops);
   // Applies each tensor's clamp_min (after an optimizer update).

@@ -109,4 +109,14 @@ double clip_grad_norm(Ops& ops, const Tensor& grads, double max_norm) {
   return norm;
 }
 
+double clip_grad_norm(Ops& ops, const ParamStore& params, Communicator& tp, double max_norm) {
+  if (tp.size() == 1) return clip_grad_norm(ops, params.grads(), max_norm);
+  double split = 0, replicated = 0;
+  for (const auto& v : params.views())
+    (v.spec.split.is_split() ? split : replicated) += ops.sum_squares(v.grad);
+  const double norm = std::sqrt(tp.all_reduce_sum(split) + replicated);
+  if (max_norm > 0 && norm > max_norm) ops.scale(params.grads(), max_norm / (norm + 1e-6));
+  return norm;
+}
+
 }  // namespace dape

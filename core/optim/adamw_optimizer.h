@@ -68,5 +68,9 @@ class AdamW {
 // The global L2 norm of `grads`; when max_norm > 0 and the norm exceeds it, grads are scaled by
 // max_norm / norm. Returns the norm before clipping.
 double clip_grad_norm(Ops& ops, const Tensor& grads, double max_norm);
+// The same for a model cut over the tensor-parallel group `tp`: the norm of the whole model's
+// gradient, with the squares of split tensors' pieces summed over the group and those of
+// replicated tensors (the same on every rank) counted once.
+double clip_grad_norm(Ops& ops, const ParamStore& params, Communicator& tp, double max_norm);
 
 }  // namespace dape

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "core/checkpoint/checkpoint.h"
+#include "core/checkpoint/whole_model.h"
 #include "core/data/dataset.h"
 #include "core/data/train_batch_source.h"
 #include "core/model/decoder.h"
@@ -49,12 +50,20 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   LocalCommunicator alone;
   Communicator& world = options.world ? *options.world : alone;
   validate_config(loaded, world.size());
-  if (cfg.parallel().tp() > 1)
-    fail("{}: tensor parallelism (tp = {}) is not available in this build yet; use tp: 1",
-         loaded.where("parallel.tp"), cfg.parallel().tp());
-  Communicator& dp = world;
+  // Tensor-parallel groups are consecutive ranks (DESIGN.md §3).
+  const int tp_size = cfg.parallel().tp();
+  LocalCommunicator alone_tp, alone_dp;
+  if (tp_size > 1 && tp_size < world.size())
+    fail(
+        "{}: tp = {} with {} processes needs data- and tensor-parallel groups at once, which "
+        "this build cannot form yet: use tp: 1 (data parallel) or tp: {} (tensor parallel)",
+        loaded.where("parallel.tp"), tp_size, world.size(), world.size());
+  Communicator& tp = tp_size > 1 ? world : static_cast<Communicator&>(alone_tp);
+  Communicator& dp = tp_size > 1 ? static_cast<Communicator&>(alone_dp) : world;
   const int dp_size = dp.size(), dp_rank = dp.rank();
   const bool root = world.rank() == 0;
+  // Evaluation runs on one model replica: rank 0, with its tensor-parallel group.
+  const bool evaluates = dp.rank() == 0;
   if (!cfg.data().has_path() || cfg.data().path().empty())
     fail(
         "data.path is not set: point it at a dataset directory written by `dape prepare` "
@@ -76,8 +85,9 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   data::TokenDataset dataset(cfg.data().path(), dopts);
   const data::TokenStream& train_stream = dataset.train();
 
-  const ModelSpec spec = ModelSpec::from_config(cfg.model(), dataset.vocab_size());
-  Decoder model(spec, ops, /*trainable=*/true);
+  const ModelSpec spec =
+      ModelSpec::from_config(cfg.model(), dataset.vocab_size(), tp.size(), tp.rank());
+  Decoder model(spec, ops, /*trainable=*/true, &tp);
   model.initialize(tc.seed());
   AdamW optimizer(ops, model.params(), {tc.beta1(), tc.beta2(), tc.adam_eps(), tc.weight_decay()},
                   cfg.parallel().zero_stage() == 1 ? &dp : nullptr);
@@ -132,7 +142,13 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
           "resuming with a different train.seed or train.seq_len than the checkpoint: the data "
           "order will differ from an uninterrupted run");
     if (optimizer.sharded()) optimizer.prepare_full_moments();
-    state = load_checkpoint(ref, ops, model.params(), &optimizer);
+    if (tp.size() > 1) {
+      WholeModel whole(spec, ops);
+      state = load_checkpoint(ref, ops, whole.params(), &whole.optimizer());
+      whole.scatter(model.params(), &optimizer);
+    } else {
+      state = load_checkpoint(ref, ops, model.params(), &optimizer);
+    }
     if (optimizer.sharded()) optimizer.scatter_moments();
     resumed_from = ref.dir;
     DAPE_LOG_INFO("resumed from {} at step {} ({} samples consumed)", ref.dir, state.step,
@@ -164,7 +180,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   periodic_eval.lengths = lengths_or(cfg.eval().periodic_lengths(), T);
   periodic_eval.last = cfg.eval().last();
   periodic_eval.max_chunks = cfg.eval().max_chunks();
-  periodic_eval.progress = options.progress;
+  periodic_eval.progress = options.progress && root;
 
   const int64_t end_step =
       options.stop_at_step > 0 ? std::min<int64_t>(options.stop_at_step, tc.steps()) : tc.steps();
@@ -181,15 +197,22 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   if (options.progress && root) bar.emplace("train", end_step, "step", 30.0, state.step);
 
   // Every replica holds the same parameters (and, gathered, the same moments): rank 0 saves.
+  // Under tensor parallelism the pieces are put together first (whole_model.h).
   auto save = [&]() {
     if (optimizer.sharded()) optimizer.gather_moments();
+    std::unique_ptr<WholeModel> whole;
+    if (tp.size() > 1) {
+      whole = std::make_unique<WholeModel>(spec, ops);
+      whole->gather(model.params(), &optimizer, tp);
+    }
     if (root) {
-      summary.checkpoint = save_checkpoint(run_dir, ops, model.params(), &optimizer, state,
+      summary.checkpoint = save_checkpoint(run_dir, ops, whole ? whole->params() : model.params(),
+                                           whole ? &whole->optimizer() : &optimizer, state,
                                            config_text, cfg.checkpoint().keep_last(), resumed_from);
       DAPE_LOG_INFO("saved checkpoint {}", summary.checkpoint);
     }
     if (optimizer.sharded()) optimizer.release_full_moments();
-    dp.barrier();  // no rank runs ahead of a checkpoint it may resume from
+    world.barrier();  // no rank runs ahead of a checkpoint it may resume from
   };
 
   while (state.step < end_step) {
@@ -214,7 +237,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
       }
     }
     if (dp_size > 1) loss_sum = dp.all_reduce_sum(loss_sum);
-    const double grad_norm = clip_grad_norm(ops, model.params().grads(), tc.grad_clip());
+    const double grad_norm = clip_grad_norm(ops, model.params(), tp, tc.grad_clip());
     const double lr = schedule.at(state.step);
     optimizer.step(lr, state.step + 1);
     ops.synchronize();
@@ -254,7 +277,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
           fmt::format("loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s | {:.1f} GFLOP/s", loss, lr,
                       grad_norm, si_format(avg_tok_s), avg_tok_s * flops_per_token / 1e9));
     }
-    if (root && cfg.eval().interval() > 0 && state.step % cfg.eval().interval() == 0 &&
+    if (evaluates && cfg.eval().interval() > 0 && state.step % cfg.eval().interval() == 0 &&
         state.step < tc.steps()) {
       auto results = evaluate(model, dataset.validation(), periodic_eval);
       eval_log.write(eval_results_json(results, state.step));
@@ -274,13 +297,13 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   summary.last_step = state.step;
   summary.final_loss = loss;
   summary.tokens_per_s = tokens_this_run > 0 ? tokens_this_run / seconds_since(run_start) : 0;
-  if (root && state.step >= tc.steps() && cfg.eval().at_end()) {
+  if (evaluates && state.step >= tc.steps() && cfg.eval().at_end()) {
     EvalOptions final_eval = periodic_eval;
     final_eval.lengths = lengths_or(cfg.eval().lengths(), T);
     summary.final_eval = evaluate(model, dataset.validation(), final_eval);
     const std::string json = eval_results_json(summary.final_eval, state.step);
     eval_log.write(json);
-    write_file_atomic(join_path(run_dir, "eval_final.json"), json + "\n");
+    if (root) write_file_atomic(join_path(run_dir, "eval_final.json"), json + "\n");
   }
   return summary;
 }

@@ -54,7 +54,11 @@ std::map<std::string, std::vector<float>> tensors_of(const std::string& run_dir,
                                                      const LoadedConfig& config, Ops& ops) {
   const CheckpointRef ref = open_checkpoint(run_dir);
   const data::TokenDataset dataset(config.msg.data().path(), {});
-  Decoder model(ModelSpec::from_config(config.msg.model(), dataset.vocab_size()), ops);
+  // The whole model, padded as at the run's tensor-parallel size.
+  ModelSpec spec =
+      ModelSpec::from_config(config.msg.model(), dataset.vocab_size(), config.msg.parallel().tp());
+  spec.tp = 1;
+  Decoder model(spec, ops);
   AdamW optimizer(ops, model.params(), {});
   load_checkpoint(ref, ops, model.params(), &optimizer);
   std::map<std::string, std::vector<float>> out;
@@ -90,35 +94,40 @@ class DataParallelTraining : public ::testing::Test {
   }
   void TearDown() override { world().barrier(); }
 
-  LoadedConfig config(const std::string& run, const std::string& parallel) {
-    const std::string text = fmt::format(R"(
+  LoadedConfig config(const std::string& run, const std::string& parallel,
+                      const std::string& model_extra = "") {
+    const std::string text =
+        fmt::format(R"(
       run_dir: "{}"
       data {{ path: "{}" }}
-      model {{ layers: 2 d_model: 32 heads: 4 position: "kerple" dape {{ enabled: true mlp_width: 8 }} }}
-      train {{ steps: 10 seq_len: 32 micro_batch: 2 global_batch: 12 lr: 3e-3 min_lr: 3e-4 seed: 77 }}
+      model {{ layers: 2 d_model: 32 heads: 4 position: "kerple" dape {{ enabled: true mlp_width: 8 }} {} }}
+      train {{ steps: 10 seq_len: 32 micro_batch: 2 global_batch: 24 lr: 3e-3 min_lr: 3e-4 seed: 77 }}
       parallel {{ {} }}
       checkpoint {{ interval: 0 keep_last: 1 }}
       eval {{ at_end: false }}
     )",
-                                         join_path(dir_, run), join_path(dir_, "data"), parallel);
+                    join_path(dir_, run), join_path(dir_, "data"), model_extra, parallel);
     return parse_config_text(text, "test");
   }
 
   // Trains `parallel` on every rank of the job and the same config alone on rank 0; compares.
-  void expect_same_as_one_process(const std::string& name, const std::string& parallel) {
+  // `model_extra`: model fields for both (e.g. the vocabulary padding a TP size implies).
+  void expect_same_as_one_process(const std::string& name, const std::string& parallel,
+                                  const std::string& model_extra = "",
+                                  const std::string& single_extra = "") {
     CpuOps ops(DType::f32, 1);
     TrainOptions o;
     o.resume = "none";
     o.progress = false;
     o.world = &world();
-    const LoadedConfig together = config(name + "_dp", parallel);
+    const LoadedConfig together = config(name + "_dp", parallel, model_extra);
     const TrainSummary s = train(together, ops, o);
     EXPECT_EQ(s.last_step, 10);
     world().barrier();
     if (world().rank() != 0) return;
     LocalCommunicator alone;
     o.world = &alone;
-    const LoadedConfig single = config(name + "_one", "");
+    const LoadedConfig single = config(name + "_one", "", model_extra + " " + single_extra);
     train(single, ops, o);
     const auto a = losses_of(join_path(dir_, name + "_dp/metrics.jsonl"));
     const auto b = losses_of(join_path(dir_, name + "_one/metrics.jsonl"));
@@ -178,6 +187,17 @@ TEST_F(DataParallelTraining, MatchesOneProcessWithOneBucket) {
 
 TEST_F(DataParallelTraining, MatchesOneProcessWithShardedOptimizerState) {
   expect_same_as_one_process("zero1", "zero_stage: 1 bucket_mb: 0.004");
+}
+
+// Tensor parallel over every rank (4 heads: 1, 2 or 4 ranks). The one-process model is padded
+// like the cut one (its vocabulary to a multiple of 128 · tp), so that the whole tensors have the
+// same shapes; the padding rows take no part in the loss.
+TEST_F(DataParallelTraining, TensorParallelMatchesOneProcess) {
+  const int n = world().size();
+  if (4 % n != 0) GTEST_SKIP() << "4 heads cannot be cut over " << n << " ranks";
+  const std::string pad = n > 1 ? fmt::format("vocab_pad_multiple: {}", 128 * n) : std::string();
+  expect_same_as_one_process("tp", fmt::format("tp: {}", n), "", pad);
+  expect_same_as_one_process("tp_ref", fmt::format("tp: {}", n), "attention: \"reference\"", pad);
 }
 
 }  // namespace
