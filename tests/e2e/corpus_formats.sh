@@ -127,6 +127,10 @@ CFG
 [ "$(wc -l < run_mg/metrics.jsonl)" -eq 5 ] || fail "5 steps on Megatron data did not log 5 lines"
 grep -q "ppl" train_mg.txt || fail "no evaluation on the Megatron validation documents"
 "$DAPE" eval --checkpoint run_mg --lengths 32 --no-progress > /dev/null
+# The int32 pair (code 4) trained on directly too.
+"$DAPE" train --config mg.pbtxt --set run_dir=run_mg32 --set data.path=mg_val.idx \
+    --set train.steps=2 --no-progress > /dev/null 2>&1 || fail "training on int32 Megatron data failed"
+[ "$(wc -l < run_mg32/metrics.jsonl)" -eq 2 ] || fail "2 steps on int32 Megatron data did not log 2 lines"
 "$DAPE" train --config mg.pbtxt --set run_dir=run_mg_val --set data.path=mg \
     --set data.validation_path=mg_val --set train.steps=2 --no-progress > /dev/null 2>&1 \
     || fail "training with data.validation_path failed"
