@@ -17,6 +17,15 @@ MPIRUN=(mpirun --oversubscribe)
 MPI_TESTS=$(dirname "$DAPE")/dape_mpi_tests
 [ -x "$MPI_TESTS" ] || fail "no MPI test program at $MPI_TESTS (build the dape_mpi_tests target)"
 LIMIT=60
+# A job left running by a failed check is ended with the test: its ranks, then mpirun.
+job=""
+end_job() {
+  [ -n "$job" ] && kill -0 "$job" 2>/dev/null || return 0
+  local p
+  for p in $(pgrep -P "$job"); do kill -9 "$p" 2>/dev/null || true; done
+  kill "$job" 2>/dev/null || true
+}
+trap end_job EXIT
 
 seconds_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 
