@@ -1,10 +1,13 @@
 // The data-parallel × tensor-parallel grid over the job's ranks (run under mpirun with 1, 2 and 3
-// ranks): every TP size that divides the world, the sub-communicators' members checked through
-// sums of world ranks, Open MPI's local ranks on this one host, and a TP group refused on every
-// rank when its ranks report different hosts.
+// ranks, and across two hosts by the multi-host test): every TP size that divides the world, the
+// sub-communicators' members checked through sums of world ranks, Open MPI's local ranks against
+// the gathered host names, TP groups over two hosts refused, and a TP group refused on every rank
+// when its ranks report different hosts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "common/check.h"
 #include "parallel/topology.h"
@@ -22,8 +25,31 @@ Communicator& world() {
 
 TEST(Topology, GroupsForEveryTensorParallelSizeThatDividesTheWorld) {
   const int r = world().rank(), n = world().size();
+  // Where every rank runs, gathered here independently of the topology code: one host under
+  // plain mpirun, several in the multi-host test (tests/e2e/multihost_netns.sh).
+  const auto hosts = world().all_gather_bytes(local_host_name());
+  std::vector<std::string> node_hosts;  // by first appearance
+  for (const auto& h : hosts)
+    if (std::find(node_hosts.begin(), node_hosts.end(), h) == node_hosts.end())
+      node_hosts.push_back(h);
+  const int node = static_cast<int>(std::find(node_hosts.begin(), node_hosts.end(), hosts[r]) -
+                                    node_hosts.begin());
+  const int local_rank = static_cast<int>(std::count(hosts.begin(), hosts.begin() + r, hosts[r]));
+  const int local_size = static_cast<int>(std::count(hosts.begin(), hosts.end(), hosts[r]));
   for (int tp = 1; tp <= n; ++tp) {
     if (n % tp != 0) continue;
+    bool spans_hosts = false;
+    for (int k = 0; k < n; ++k) spans_hosts = spans_hosts || hosts[k] != hosts[k - k % tp];
+    if (spans_hosts) {
+      try {
+        make_parallel_groups(world(), tp);
+        ADD_FAILURE() << "tp " << tp << " accepted over hosts";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("spans more than one node"), std::string::npos)
+            << e.what();
+      }
+      continue;
+    }
     ParallelGroups g = make_parallel_groups(world(), tp);
     const Topology& t = g.topo;
     EXPECT_EQ(t.world_size, n);
@@ -32,11 +58,11 @@ TEST(Topology, GroupsForEveryTensorParallelSizeThatDividesTheWorld) {
     EXPECT_EQ(t.dp, n / tp);
     EXPECT_EQ(t.tp_rank, r % tp);
     EXPECT_EQ(t.dp_rank, r / tp);
-    // mpirun on one host: Open MPI's local ranks are the world's, on node 0.
-    EXPECT_EQ(t.local_rank, r) << t.str();
-    EXPECT_EQ(t.local_size, n) << t.str();
-    EXPECT_EQ(t.node, 0) << t.str();
-    EXPECT_EQ(t.host, local_host_name());
+    // Open MPI's local ranks (from its environment) agree with the hosts gathered here.
+    EXPECT_EQ(t.local_rank, local_rank) << t.str();
+    EXPECT_EQ(t.local_size, local_size) << t.str();
+    EXPECT_EQ(t.node, node) << t.str();
+    EXPECT_EQ(t.host, hosts[r]);
     ASSERT_EQ(g.tp->size(), tp);
     ASSERT_EQ(g.dp->size(), n / tp);
     EXPECT_EQ(g.tp->rank(), r % tp);
