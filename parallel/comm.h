@@ -22,8 +22,8 @@
  * Overlap: start_all_reduce_sum() returns at once with a PendingCollective. MPI progresses a
  * non-blocking collective only while the process is inside an MPI call, so a caller that
  * overlaps communication with computation calls test() on its pending collectives between pieces
- * of work (the trainer does so between the layers of backward, one gradient bucket per
- * collective), and wait() once it needs the result.
+ * of work (between the layers of backward, say, with one gradient bucket per collective), and
+ * wait() once it needs the result.
  */
 #pragma once
 

@@ -225,7 +225,10 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
   auto host_child = host_->split(color, key);
   ncclConfig_t config = non_blocking_config();
   ncclComm_t child = nullptr;
-  settle(ncclCommSplit(comm_, color, key, &child, &config), "ncclCommSplit");
+  // A non-blocking split completes in the child, whose constructor waits for it.
+  const ncclResult_t rc = ncclCommSplit(comm_, color, key, &child, &config);
+  if (rc != ncclSuccess && rc != ncclInProgress)
+    abort_and_fail("ncclCommSplit", ncclGetErrorString(rc));
   return std::unique_ptr<Communicator>(
       new NcclCommunicator(child, std::move(host_child), stream_, options_, device_));
 }

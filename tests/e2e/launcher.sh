@@ -10,6 +10,7 @@ SBATCH=$SRC/launcher/slurm/dape.sbatch
 ROOT=""
 [ "$(id -u)" -ne 0 ] || ROOT=" --allow-run-as-root"
 OMP="-x OMP_PLACES=cores -x OMP_PROC_BIND=close"
+CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 
 # expect_line WANT ARGS...: dape-launch --dry-run ARGS prints exactly WANT (and exits 0).
 expect_line() {
@@ -47,7 +48,7 @@ got=$(NCCL_DEBUG=INFO NCCL_IB_HCA=mlx5 "$LAUNCH" --dry-run --hosts g1 --gpus-per
 grep -q -- "-x DAPE_GPUS_PER_NODE=1 -x NCCL_DEBUG -x NCCL_IB_HCA $RANK_ENV" <<<"$got" ||
   fail "NCCL variables not passed on: $got"
 # Defaults on this machine: one rank with every core.
-expect_line "dape-launch: mpirun -np 1 --map-by ppr:1:node:PE=$(nproc) --bind-to core -x OMP_NUM_THREADS=$(nproc) $OMP$ROOT $DAPE --version" \
+expect_line "dape-launch: mpirun -np 1 --map-by ppr:1:node:PE=$CORES --bind-to core -x OMP_NUM_THREADS=$CORES $OMP$ROOT $DAPE --version" \
   -- "$DAPE" --version
 
 # ---- refusals -------------------------------------------------------------------------------
@@ -67,7 +68,7 @@ expect_usage "command 'no-such-dape' not found" "$LAUNCH" -- no-such-dape train
 expect_usage "the command sets parallel.tp=4 but --tp is 2" "$LAUNCH" --hosts a --procs-per-node 2 --tp 2 -- "$DAPE" train --set parallel.tp=4
 expect_usage "--nccl-timeout '0' is not a number of seconds > 0" "$LAUNCH" --gpus-per-node 1 --nccl-timeout 0 -- "$DAPE"
 expect_usage "--nccl-timeout applies to GPU runs only" "$LAUNCH" --hosts a --nccl-timeout 10 -- "$DAPE"
-expect_usage "ranks × 1 threads need" "$LAUNCH" --procs-per-node $(($(nproc) + 1)) --threads-per-rank 1 -- "$DAPE"
+expect_usage "ranks × 1 threads need" "$LAUNCH" --procs-per-node $((CORES + 1)) --threads-per-rank 1 -- "$DAPE"
 
 # ---- dape-rank-env --------------------------------------------------------------------------
 [ "$(env -u CUDA_VISIBLE_DEVICES OMPI_COMM_WORLD_LOCAL_RANK=3 DAPE_GPUS_PER_NODE=4 "$RANK_ENV" printenv CUDA_VISIBLE_DEVICES)" = 3 ] ||
@@ -99,8 +100,8 @@ expect_usage "--ntasks-per-node 4 exceeds the 2 GPUs per node" sbatch_line SLURM
 echo "ok: dape.sbatch"
 
 # ---- real runs through dape-launch ----------------------------------------------------------
-if [ "$(nproc)" -lt 2 ]; then
-  echo "skipped real runs: dape-launch binds each of 2 ranks to a core of its own; this machine has $(nproc)"
+if [ "$CORES" -lt 2 ]; then
+  echo "skipped real runs: dape-launch binds each of 2 ranks to a core of its own; this machine has $CORES"
   echo "launcher: ok"
   exit 0
 fi
