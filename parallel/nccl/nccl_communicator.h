@@ -19,9 +19,11 @@
  * completes when an event recorded after it on the stream has passed. Pending collectives must be
  * completed or destroyed before their communicator.
  *
- * Determinism: NCCL's all-reduce gives the same bits run to run for a fixed group, message size
- * and NCCL version on the same hardware (its algorithm and protocol are chosen from those), and
- * the same bits on every rank (ring and tree both reduce each element once and broadcast it).
+ * Determinism: NCCL chooses its algorithm and protocol from the group, the message size and the
+ * machine's topology, and its ring and tree algorithms reduce each element once and pass the
+ * result on, so ranks receive the same bits; NCCL itself promises no run-to-run determinism, and
+ * NCCL_ALGO / NCCL_PROTO pin the choice. None of this was measured yet: the development machine
+ * has no GPU, and the gpu test runs on one rank only.
  *
  * Compiled only in builds with CUDA (CMake's DAPE_HAVE_CUDA).
  */

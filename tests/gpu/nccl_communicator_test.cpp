@@ -120,7 +120,8 @@ TEST(NcclOptions, TimeoutFromTheEnvironment) {
 #else
 
 TEST(NcclCommunicator, CollectivesOnOneRank) {
-  GTEST_SKIP() << "skipped: built without CUDA (no nvcc was found), so without the NCCL "
+  GTEST_SKIP() << "skipped: this build has no CUDA backend (nvcc was not found or DAPE_CUDA=OFF), "
+                  "so no NCCL "
                   "communicator";
 }
 
