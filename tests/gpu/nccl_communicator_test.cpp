@@ -120,9 +120,8 @@ TEST(NcclOptions, TimeoutFromTheEnvironment) {
 #else
 
 TEST(NcclCommunicator, CollectivesOnOneRank) {
-  GTEST_SKIP() << "skipped: this build has no CUDA backend (nvcc was not found or DAPE_CUDA=OFF), "
-                  "so no NCCL "
-                  "communicator";
+  GTEST_SKIP() << "skipped: this build has no CUDA backend (nvcc was not found or "
+                  "DAPE_CUDA=OFF), so no NCCL communicator";
 }
 
 #endif
