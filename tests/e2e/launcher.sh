@@ -4,9 +4,10 @@
 # 2-process `dape prepare` through dape-launch whose token streams equal one process's, and the
 # per-rank environment (threads, core binding, CUDA_VISIBLE_DEVICES) seen by the ranks.
 source "$(dirname "$0")/lib.bash"
-LAUNCH=$SRC/launcher/dape-launch
-RANK_ENV=$SRC/launcher/dape-rank-env
-SBATCH=$SRC/launcher/slurm/dape.sbatch
+LAUNCHER_DIR=$(cd "$SRC/launcher" && pwd) # as dape-launch names its own directory
+LAUNCH=$LAUNCHER_DIR/dape-launch
+RANK_ENV=$LAUNCHER_DIR/dape-rank-env
+SBATCH=$LAUNCHER_DIR/slurm/dape.sbatch
 ROOT=""
 [ "$(id -u)" -ne 0 ] || ROOT=" --allow-run-as-root"
 OMP="-x OMP_PLACES=cores -x OMP_PROC_BIND=close"
@@ -85,7 +86,7 @@ echo "ok: dape-rank-env"
 # sbatch_line [NAME=VALUE...] bash dape.sbatch ARGS...: in a job of 4 tasks × 8 CPUs per node.
 sbatch_line() {
   env -u SLURM_GPUS_ON_NODE -u SLURM_GPUS_PER_NODE -u DAPE_TP DAPE_LAUNCH_DRY_RUN=1 \
-    DAPE_HOME="$SRC" DAPE_BIN="$DAPE" SLURM_NTASKS_PER_NODE=4 SLURM_CPUS_PER_TASK=8 "$@"
+    DAPE_HOME="$(dirname "$LAUNCHER_DIR")" DAPE_BIN="$DAPE" SLURM_NTASKS_PER_NODE=4 SLURM_CPUS_PER_TASK=8 "$@"
 }
 got=$(sbatch_line SLURM_GPUS_ON_NODE=4 DAPE_TP=2 bash "$SBATCH" train --config c.pbtxt)
 want="dape.sbatch: srun --mpi=pmix --ntasks-per-node=4 --cpus-per-task=8 --cpu-bind=cores --distribution=block:block --kill-on-bad-exit=1 $RANK_ENV $DAPE train --config c.pbtxt --set parallel.tp=2"
