@@ -15,6 +15,17 @@ PACKAGES=(
   bible-kjv
 )
 
+# The CUDA build's NCCL (parallel/nccl): where nvcc is installed but nccl.h is not beside it nor
+# in the system include directories, NVIDIA's libnccl-dev (from NVIDIA's CUDA apt repository).
+if command -v nvcc >/dev/null; then
+  cuda_root=$(dirname "$(dirname "$(command -v nvcc)")")
+  have_nccl=0
+  for h in "$cuda_root/include/nccl.h" /usr/include/nccl.h /usr/local/include/nccl.h; do
+    [ ! -f "$h" ] || have_nccl=1
+  done
+  [ "$have_nccl" -eq 1 ] || PACKAGES+=(libnccl-dev libnccl2)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,6 +40,41 @@ void check(int rc, const char* what) {
       fmt::format("{} failed: {}", what, std::string(text, static_cast<size_t>(len))));
 }
 
+// Reductions take floating-point tensors only (the integer type is for gathers and broadcasts).
+MPI_Datatype mpi_float_type(const Tensor& t, const char* what) {
+  DAPE_CHECK(t.dtype == DType::f32 || t.dtype == DType::f64, "{} takes float32 or float64, not {}",
+             what, dtype_name(t.dtype));
+  return mpi_type(t);
+}
+
+// An MPI_Iallreduce in flight.
+class MpiPendingCollective final : public PendingCollective {
+ public:
+  explicit MpiPendingCollective(MPI_Request request) : request_(request) {}
+  ~MpiPendingCollective() override {
+    if (request_ == MPI_REQUEST_NULL) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Wait(&request_, MPI_STATUS_IGNORE);  // no throwing from a destructor
+  }
+  MpiPendingCollective(const MpiPendingCollective&) = delete;
+  MpiPendingCollective& operator=(const MpiPendingCollective&) = delete;
+
+  bool test() override {
+    if (request_ == MPI_REQUEST_NULL) return true;
+    int done = 0;
+    check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test (all-reduce)");
+    return done != 0;
+  }
+  void wait() override {
+    if (request_ == MPI_REQUEST_NULL) return;
+    check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait (all-reduce)");
+  }
+
+ private:
+  MPI_Request request_;  // MPI_REQUEST_NULL once complete
+};
+
 // Environment variables an MPI launcher sets in every process it starts.
 bool launcher_environment() {
   for (const char* v :
@@ -83,6 +118,20 @@ void MpiCommunicator::all_reduce_sum(const Tensor& x) {
         "MPI_Allreduce");
 }
 
+std::unique_ptr<PendingCollective> MpiCommunicator::start_all_reduce_sum(const Tensor& x) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Iallreduce(MPI_IN_PLACE, x.data, count_of(x.numel()),
+                       mpi_float_type(x, "start_all_reduce_sum"), MPI_SUM, comm_, &request),
+        "MPI_Iallreduce");
+  return std::make_unique<MpiPendingCollective>(request);
+}
+
+void MpiCommunicator::all_reduce_max(const Tensor& x) {
+  check(MPI_Allreduce(MPI_IN_PLACE, x.data, count_of(x.numel()),
+                      mpi_float_type(x, "all_reduce_max"), MPI_MAX, comm_),
+        "MPI_Allreduce (max)");
+}
+
 void MpiCommunicator::all_gather(const Tensor& out, const Tensor& in) {
   DAPE_CHECK(out.dtype == in.dtype && out.numel() == in.numel() * size_,
              "all_gather: {} elements from each of {} ranks into {}", in.numel(), size_,
@@ -111,6 +160,12 @@ void MpiCommunicator::barrier() {
 double MpiCommunicator::all_reduce_sum(double v) {
   double out = 0;
   check(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, comm_), "MPI_Allreduce");
+  return out;
+}
+
+double MpiCommunicator::all_reduce_max(double v) {
+  double out = 0;
+  check(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MAX, comm_), "MPI_Allreduce (max)");
   return out;
 }
 
@@ -153,8 +208,9 @@ void MpiCommunicator::abort(int code) {
   std::exit(code);
 }
 
-std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color, int key) const {
-  MPI_Comm sub;
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+  DAPE_CHECK(color >= 0, "split: color {} is negative", color);
+  MPI_Comm sub = MPI_COMM_NULL;
   check(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
   MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
   return std::make_unique<MpiCommunicator>(sub);
