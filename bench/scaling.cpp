@@ -30,6 +30,7 @@
 #include "core/train/gradient_sync.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "parallel/comm.h"
+#include "parallel/topology.h"
 
 using namespace dape;
 
@@ -41,15 +42,61 @@ double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// Forwards every collective to `inner` and adds the time spent in it to `*seconds`.
+template <class F>
+void add_time(double* seconds, F&& f) {
+  const auto t = Clock::now();
+  f();
+  *seconds += since(t);
+}
+
+// A started collective whose tests and wait are timed.
+class TimedPending final : public PendingCollective {
+ public:
+  TimedPending(std::unique_ptr<PendingCollective> inner, double* seconds)
+      : inner_(std::move(inner)), seconds_(seconds) {}
+  ~TimedPending() override {
+    add_time(seconds_, [&] { inner_.reset(); });
+  }
+  bool test() override {
+    bool done = false;
+    add_time(seconds_, [&] { done = inner_->test(); });
+    return done;
+  }
+  void wait() override {
+    add_time(seconds_, [&] { inner_->wait(); });
+  }
+
+ private:
+  std::unique_ptr<PendingCollective> inner_;
+  double* seconds_;
+};
+
+// Forwards every collective to `inner` and adds the time spent in its calls to `*seconds`: the
+// communication the caller waited for (a non-blocking one counts only while started, tested or
+// waited on).
 class TimedCommunicator final : public Communicator {
  public:
   TimedCommunicator(Communicator& inner, double* seconds) : inner_(inner), seconds_(seconds) {}
   int rank() const override { return inner_.rank(); }
   int size() const override { return inner_.size(); }
   std::string name() const override { return inner_.name(); }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    return inner_.split(color, key);
+  }
   void all_reduce_sum(const Tensor& x) override {
     timed([&] { inner_.all_reduce_sum(x); });
+  }
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(const Tensor& x) override {
+    std::unique_ptr<PendingCollective> p;
+    timed([&] { p = inner_.start_all_reduce_sum(x); });
+    return std::make_unique<TimedPending>(std::move(p), seconds_);
+  }
+  void all_reduce_max(const Tensor& x) override {
+    timed([&] { inner_.all_reduce_max(x); });
+  }
+  double all_reduce_max(double v) override {
+    timed([&] { v = inner_.all_reduce_max(v); });
+    return v;
   }
   void all_gather(const Tensor& out, const Tensor& in) override {
     timed([&] { inner_.all_gather(out, in); });
@@ -84,9 +131,7 @@ class TimedCommunicator final : public Communicator {
  private:
   template <class F>
   void timed(F&& f) {
-    const auto t = Clock::now();
-    f();
-    *seconds_ += since(t);
+    add_time(seconds_, std::forward<F>(f));
   }
   Communicator& inner_;
   double* seconds_;
@@ -107,7 +152,7 @@ int main(int argc, char** argv) {
   bool no_dape = false;
   app.add_option("--preset", preset, "Model: demo (4 × 256, 8 heads) | small (2 × 128) | 125m")
       ->capture_default_str();
-  app.add_option("--tp", tp_size, "Tensor-parallel size (1 or the number of processes)")
+  app.add_option("--tp", tp_size, "Tensor-parallel size (divides the number of processes)")
       ->capture_default_str();
   app.add_option("--micro", micro, "Samples per micro-batch")->capture_default_str();
   app.add_option("--per-rank-batch", per_rank_batch,
@@ -130,13 +175,10 @@ int main(int argc, char** argv) {
     const Preset p = preset == "125m"    ? Preset{12, 768, 12, 50304}
                      : preset == "small" ? Preset{2, 128, 4, 257}
                                          : Preset{4, 256, 8, 257};
-    if (tp_size != 1 && tp_size != world.size())
-      fail("--tp {} with {} processes: this build forms tp = 1 or tp = all processes", tp_size,
-           world.size());
+    ParallelGroups groups = make_parallel_groups(world, tp_size);
     double comm_seconds = 0;
-    LocalCommunicator alone_tp, alone_dp;
-    TimedCommunicator tp(tp_size > 1 ? world : static_cast<Communicator&>(alone_tp), &comm_seconds);
-    TimedCommunicator dp(tp_size > 1 ? static_cast<Communicator&>(alone_dp) : world, &comm_seconds);
+    TimedCommunicator tp(*groups.tp, &comm_seconds);
+    TimedCommunicator dp(*groups.dp, &comm_seconds);
     const int replicas = dp.size();
     if (per_rank_batch > 0) global_batch = per_rank_batch * replicas;
     if (global_batch <= 0) global_batch = micro * replicas;

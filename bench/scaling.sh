@@ -13,8 +13,7 @@
 # --launcher: the command that starts N processes, with N as {n} (default
 # "mpirun --oversubscribe -np {n}", plus --allow-run-as-root as root); on a cluster use
 # launcher/dape-launch or srun, e.g. --launcher "srun -n {n} --mpi=pmix".
-# Combinations where tp does not divide the process count are left out; this build runs tp = 1
-# or tp = all processes.
+# Combinations where tp does not divide the process count are left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROCS=1,2 TPS=1,2 MODE=both PRESET=demo PER_RANK=8 GLOBAL=16 MICRO=8 THREADS=1 STEPS=5 PEAK=0
@@ -48,7 +47,6 @@ for mode in $modes; do
   for tp in ${TPS//,/ }; do
     for n in ${PROCS//,/ }; do
       [ $((n % tp)) -eq 0 ] || continue
-      [ "$tp" -eq 1 ] || [ "$tp" -eq "$n" ] || continue
       batch=$([ "$mode" = weak ] && echo "--per-rank-batch $PER_RANK" || echo "--global-batch $GLOBAL")
       line=$(${LAUNCHER//\{n\}/$n} "$BIN" --preset "$PRESET" --tp "$tp" $batch --micro "$MICRO" \
           --threads "$THREADS" --steps "$STEPS" --peak-gflops "$PEAK" | tail -n 1)
@@ -61,7 +59,7 @@ import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 base = {}
 for r in runs:
-    if r["world"] == r["tp"]:   # one replica: the reference of its mode and TP size
+    if r["dp"] == 1:   # one replica: the reference of its mode and TP size
         base[(r["mode"], r["tp"])] = r
 print("%-6s %5s %3s %3s %6s %11s %13s %8s %9s %9s %6s %6s" % ("mode", "procs", "dp", "tp", "batch",
       "tokens/s", "tok/s/rank", "step_s", "compute_s", "comm_s", "eff", "mfu"))

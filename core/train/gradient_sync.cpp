@@ -27,7 +27,7 @@ GradientSync::GradientSync(Communicator& dp, const ParamStore& params, double bu
     Bucket bucket;
     bucket.begin = b;
     bucket.end = std::min(total, b + per_bucket);
-    buckets_.push_back(bucket);
+    buckets_.push_back(std::move(bucket));
   }
   begin();
 }
@@ -56,23 +56,33 @@ void GradientSync::mark_ready(const Tensor& grad) {
     it->remaining -= overlap;
     DAPE_CHECK(it->remaining >= 0, "gradient elements of bucket [{}, {}) reported twice", it->begin,
                it->end);
-    if (it->remaining == 0 && !it->sent) {
-      const auto t = std::chrono::steady_clock::now();
-      send(*it);
-      seconds_in_backward_ += seconds_since(t);
-    }
+    if (it->remaining == 0 && !it->sent) send(*it);
   }
+  progress();
 }
 
 void GradientSync::send(Bucket& b) {
-  dp_.all_reduce_sum(params_.grads().slice(b.begin, {b.end - b.begin}));
+  const auto t = std::chrono::steady_clock::now();
+  b.pending = dp_.start_all_reduce_sum(params_.grads().slice(b.begin, {b.end - b.begin}));
   b.sent = true;
+  seconds_in_backward_ += seconds_since(t);
+}
+
+void GradientSync::progress() {
+  const auto t = std::chrono::steady_clock::now();
+  for (auto& b : buckets_)
+    if (b.pending && b.pending->test()) b.pending.reset();
+  seconds_in_backward_ += seconds_since(t);
 }
 
 void GradientSync::finish() {
-  const auto t = std::chrono::steady_clock::now();
   for (auto& b : buckets_)
     if (!b.sent) send(b);
+  const auto t = std::chrono::steady_clock::now();
+  for (auto& b : buckets_) {
+    if (b.pending) b.pending->wait();
+    b.pending.reset();
+  }
   seconds_in_finish_ += seconds_since(t);
 }
 

@@ -3,18 +3,19 @@
  *
  * The flat gradient buffer (ParamStore) is cut into buckets of about `bucket_mb` MB, in buffer
  * order. The model reports each gradient tensor as soon as it is final (Decoder's gradient hook);
- * a bucket is summed over the ranks as soon as every element of it has been reported, between
- * two layers of backward, instead of all at the end. Because the store lays tensors out in the
- * order backward finishes them, buckets fill one after another from the start of the buffer.
- * finish() sends what is left (tensors never reported, e.g. a bias of an unused scheme) and waits
- * for everything.
+ * a bucket's all-reduce is started (non-blocking) as soon as every element of it has been
+ * reported, and backward goes on with earlier layers while it runs. MPI progresses a
+ * non-blocking collective only inside MPI calls, so every report also tests the pending ones.
+ * Because the store lays tensors out in the order backward finishes them, buckets fill one after
+ * another from the start of the buffer. finish() sends what is left (tensors never reported, e.g. a
+ * bias of an unused scheme) and waits for everything.
  *
  * Data-parallel gradients are sums: the trainer weights each token's loss by 1 / (tokens of the
  * global batch), so the sum over ranks is the gradient of the global mean loss. With gradient
  * accumulation, only the last micro-step reports (the earlier ones just accumulate locally).
  *
- * Figures: seconds spent in collectives during backward and in finish(), per step, for the
- * throughput benchmark's compute/communication split.
+ * Figures: seconds spent starting and testing collectives during backward, and waiting for them
+ * in finish() (the exposed part), per step, for the compute/communication split.
  */
 #pragma once
 
@@ -48,8 +49,10 @@ class GradientSync {
     int64_t begin = 0, end = 0;
     int64_t remaining = 0;  // elements not yet reported
     bool sent = false;
+    std::unique_ptr<PendingCollective> pending;
   };
   void send(Bucket& b);
+  void progress();
 
   Communicator& dp_;
   const ParamStore& params_;

@@ -18,6 +18,7 @@
 #include "core/train/dataset_preparation.h"
 #include "core/train/gradient_sync.h"
 #include "core/train/metrics.h"
+#include "parallel/topology.h"
 
 namespace dape {
 
@@ -50,16 +51,11 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   LocalCommunicator alone;
   Communicator& world = options.world ? *options.world : alone;
   validate_config(loaded, world.size());
-  // Tensor-parallel groups are consecutive ranks (DESIGN.md §3).
-  const int tp_size = cfg.parallel().tp();
-  LocalCommunicator alone_tp, alone_dp;
-  if (tp_size > 1 && tp_size < world.size())
-    fail(
-        "{}: tp = {} with {} processes needs data- and tensor-parallel groups at once, which "
-        "this build cannot form yet: use tp: 1 (data parallel) or tp: {} (tensor parallel)",
-        loaded.where("parallel.tp"), tp_size, world.size(), world.size());
-  Communicator& tp = tp_size > 1 ? world : static_cast<Communicator&>(alone_tp);
-  Communicator& dp = tp_size > 1 ? static_cast<Communicator&>(alone_dp) : world;
+  // The DP × TP grid: tensor-parallel groups are consecutive ranks (parallel/topology.h).
+  ParallelGroups groups = make_parallel_groups(world, cfg.parallel().tp());
+  Communicator& tp = *groups.tp;
+  Communicator& dp = *groups.dp;
+  if (world.size() > 1) DAPE_LOG_INFO("parallel: {}", groups.topo.str());
   const int dp_size = dp.size(), dp_rank = dp.rank();
   const bool root = world.rank() == 0;
   // Evaluation runs on one model replica: rank 0, with its tensor-parallel group.

@@ -28,9 +28,3 @@ make_corpus() {
   awk -v n="$n" 'BEGIN { srand(7); split("in the beginning was word and light darkness said let there be", w, " ");
     for (i = 0; i < n; i++) { line = ""; for (j = 0; j < 12; j++) line = line w[int(rand() * 12) + 1] " "; print line "." } }' > "$out"
 }
-
-# Processes started by mpirun in a sanitizer build: Open MPI's own allocations that live until
-# exit are not leaks of ours (tests/lsan_mpi.supp); keeping its components loaded lets the
-# suppressions see their names.
-export LSAN_OPTIONS="suppressions=$SRC/tests/lsan_mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
-export OMPI_MCA_mca_base_component_disable_dlclose=1

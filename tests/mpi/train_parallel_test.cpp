@@ -200,5 +200,13 @@ TEST_F(DataParallelTraining, TensorParallelMatchesOneProcess) {
   expect_same_as_one_process("tp_ref", fmt::format("tp: {}", n), "attention: \"reference\"", pad);
 }
 
+// Both at once: 2 replicas of a model cut over 2 ranks (4 processes), with ZeRO-1 too.
+TEST_F(DataParallelTraining, DataAndTensorParallelMatchOneProcess) {
+  if (world().size() != 4) GTEST_SKIP() << "needs 4 ranks (2 × 2), have " << world().size();
+  const std::string pad = "vocab_pad_multiple: 256";
+  expect_same_as_one_process("dp2tp2", "tp: 2 bucket_mb: 0.004", "", pad);
+  expect_same_as_one_process("dp2tp2_zero1", "tp: 2 zero_stage: 1", "", pad);
+}
+
 }  // namespace
 }  // namespace dape
