@@ -8,8 +8,9 @@
 #                         [--steps 5] [--peak-gflops G] [--json FILE] [--launcher "CMD"]
 #
 # weak: every data-parallel replica keeps --per-rank-batch samples per step (the global batch
-# grows with the replicas); efficiency = tokens/s per rank / the 1-process figure at that TP.
-# strong: --global-batch samples per step in all; efficiency = speedup / processes.
+# grows with the replicas); strong: --global-batch samples per step in all. Efficiency, both:
+# tokens/s at N processes / (N × tokens/s of the 1-process run of that mode), so 100% is
+# perfect scaling (a TP group of N ranks works on one replica's batch: its ideal is N× faster).
 # --launcher: the command that starts N processes, with N as {n} (default
 # "mpirun --oversubscribe -np {n}", plus --allow-run-as-root as root); on a cluster use
 # launcher/dape-launch or srun, e.g. --launcher "srun -n {n} --mpi=pmix".
@@ -59,18 +60,13 @@ import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 base = {}
 for r in runs:
-    if r["dp"] == 1:   # one replica: the reference of its mode and TP size
-        base[(r["mode"], r["tp"])] = r
+    if r["world"] == 1:   # the reference of its mode
+        base[r["mode"]] = r
 print("%-6s %5s %3s %3s %6s %11s %13s %8s %9s %9s %6s %6s" % ("mode", "procs", "dp", "tp", "batch",
       "tokens/s", "tok/s/rank", "step_s", "compute_s", "comm_s", "eff", "mfu"))
 for r in runs:
-    b = base.get((r["mode"], r["tp"]))
-    eff = None
-    if b is not None:
-        if r["mode"] == "weak":
-            eff = r["tokens_per_s_per_rank"] / b["tokens_per_s_per_rank"]
-        else:
-            eff = r["tokens_per_s"] / b["tokens_per_s"] / (r["world"] / b["world"])
+    b = base.get(r["mode"])
+    eff = r["tokens_per_s"] / (r["world"] * b["tokens_per_s"]) if b is not None else None
     r["efficiency"] = eff
     print("%-6s %5d %3d %3d %6d %11.1f %13.1f %8.4f %9.4f %9.4f %6s %6s" % (
         r["mode"], r["world"], r["dp"], r["tp"], r["global_batch"], r["tokens_per_s"],
