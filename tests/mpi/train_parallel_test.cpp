@@ -133,9 +133,13 @@ class DataParallelTraining : public ::testing::Test {
     const auto b = losses_of(join_path(dir_, name + "_one/metrics.jsonl"));
     ASSERT_EQ(a.size(), 10u);
     ASSERT_EQ(b.size(), 10u);
+    double worst_loss = 0;
     for (const auto& [step, loss] : b) {
       EXPECT_NEAR(a.at(step), loss, 1e-5 * std::abs(loss)) << name << " step " << step;
+      worst_loss = std::max(worst_loss, std::abs(a.at(step) - loss) / std::abs(loss));
     }
+    std::printf("%s losses: largest relative difference %.3g over 10 steps\n", name.c_str(),
+                worst_loss);
     const auto ta = tensors_of(join_path(dir_, name + "_dp"), together, ops);
     const auto tb = tensors_of(join_path(dir_, name + "_one"), single, ops);
     ASSERT_EQ(ta.size(), tb.size());
