@@ -10,17 +10,12 @@
 #include "common/rng.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "parallel/comm.h"
-
-namespace dape::test {
-extern Communicator* g_world;
-}
+#include "tests/mpi/mpi_test_util.h"
 
 namespace dape {
 namespace {
 
-Communicator& world() {
-  return *test::g_world;
-}
+using test::world;
 
 TEST(Communicator, WorldMatchesTheLauncher) {
   const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");

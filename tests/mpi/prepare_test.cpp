@@ -16,18 +16,13 @@
 #include "core/data/token_shard.h"
 #include "core/data/train_val_split.h"
 #include "parallel/comm.h"
+#include "tests/mpi/mpi_test_util.h"
 #include "tests/unit/data_test_util.h"
-
-namespace dape::test {
-extern Communicator* g_world;
-}
 
 namespace dape::data {
 namespace {
 
-Communicator& world() {
-  return *test::g_world;
-}
+using test::world;
 
 // A scratch directory that every rank of the job shares: rank 0 makes it (and removes it once
 // every rank is done with it).

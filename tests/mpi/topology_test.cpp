@@ -11,17 +11,12 @@
 
 #include "common/check.h"
 #include "parallel/topology.h"
-
-namespace dape::test {
-extern Communicator* g_world;
-}
+#include "tests/mpi/mpi_test_util.h"
 
 namespace dape {
 namespace {
 
-Communicator& world() {
-  return *test::g_world;
-}
+using test::world;
 
 TEST(Topology, GroupsForEveryTensorParallelSizeThatDividesTheWorld) {
   const int r = world().rank(), n = world().size();

@@ -23,18 +23,13 @@
 #include "core/train/trainer.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "parallel/comm.h"
+#include "tests/mpi/mpi_test_util.h"
 #include "tests/unit/test_util.h"
-
-namespace dape::test {
-extern Communicator* g_world;
-}
 
 namespace dape {
 namespace {
 
-Communicator& world() {
-  return *test::g_world;
-}
+using test::world;
 
 // Losses by step from a metrics.jsonl.
 std::map<int64_t, double> losses_of(const std::string& path) {
