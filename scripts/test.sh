@@ -5,6 +5,7 @@
 # Set DAPE_SKIP_SANITIZE=1 to skip the sanitizer pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 bash scripts/install-deps.sh
 bash scripts/build.sh -DDAPE_WERROR=ON
 # Serially: each test already uses every core (OpenMP), and oversubscribed OpenMP threads
@@ -17,7 +18,7 @@ if [ "${DAPE_SKIP_SANITIZE:-0}" != "1" ]; then
   # The end-to-end tests start processes under mpirun, where Open MPI's own allocations live
   # until exit: scripts/lsan-openmpi.supp says which leaks are Open MPI's.
   (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 OMPI_MCA_mca_base_component_disable_dlclose=1 \
-    LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-openmpi.supp:fast_unwind_on_malloc=0" \
+    LSAN_OPTIONS="suppressions=$ROOT/scripts/lsan-openmpi.supp:fast_unwind_on_malloc=0" \
     ctest -L e2e --output-on-failure --timeout 900)
 fi
 echo "test.sh: all tests passed"
