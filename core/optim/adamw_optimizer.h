@@ -40,6 +40,10 @@ class AdamW {
   // [begin, end) of the flat buffer whose moments this rank keeps.
   int64_t shard_begin() const { return shard_begin_; }
   int64_t shard_end() const { return shard_end_; }
+  // The moments this rank keeps: elements [shard_begin(), shard_end()) of the flat buffer
+  // (all of it when unsharded). Checkpoints read and write these directly.
+  Tensor m_shard() const { return m_.tensor().slice(0, {shard_end_ - shard_begin_}); }
+  Tensor v_shard() const { return v_.tensor().slice(0, {shard_end_ - shard_begin_}); }
 
   // Full-size moments, shaped like the parameters. Unsharded: the moments themselves. Sharded:
   // a full-size copy that exists only between gather_moments() (or prepare_full_moments()) and

@@ -9,7 +9,6 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "core/checkpoint/checkpoint.h"
-#include "core/checkpoint/whole_model.h"
 #include "core/data/dataset.h"
 #include "core/data/train_batch_source.h"
 #include "core/model/decoder.h"
@@ -112,6 +111,17 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
           ? tc.warmup_steps()
           : static_cast<int64_t>(std::llround(tc.warmup_fraction() * tc.steps()));
 
+  // Where this rank sits, for checkpoints: what it writes, and the vocabulary rows to map.
+  const VocabRows vocab_rows{spec.vocab, spec.padded_vocab};
+  CheckpointPlace place;
+  place.world = &world;
+  place.dp = dp_size;
+  place.dp_rank = dp_rank;
+  place.tp = tp.size();
+  place.tp_rank = tp.rank();
+  place.zero_stage = optimizer.sharded() ? 1 : 0;
+  place.vocab = vocab_rows;
+
   // ---- resume ----
   TrainingState state;
   std::string resumed_from;
@@ -137,15 +147,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
       DAPE_LOG_WARN(
           "resuming with a different train.seed or train.seq_len than the checkpoint: the data "
           "order will differ from an uninterrupted run");
-    if (optimizer.sharded()) optimizer.prepare_full_moments();
-    if (tp.size() > 1) {
-      WholeModel whole(spec, ops);
-      state = load_checkpoint(ref, ops, whole.params(), &whole.optimizer());
-      whole.scatter(model.params(), &optimizer);
-    } else {
-      state = load_checkpoint(ref, ops, model.params(), &optimizer);
-    }
-    if (optimizer.sharded()) optimizer.scatter_moments();
+    state = load_checkpoint(ref, ops, model.params(), &optimizer, vocab_rows);
     resumed_from = ref.dir;
     DAPE_LOG_INFO("resumed from {} at step {} ({} samples consumed)", ref.dir, state.step,
                   state.samples_consumed);
@@ -192,23 +194,12 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   std::optional<ProgressBar> bar;
   if (options.progress && root) bar.emplace("train", end_step, "step", 30.0, state.step);
 
-  // Every replica holds the same parameters (and, gathered, the same moments): rank 0 saves.
-  // Under tensor parallelism the pieces are put together first (whole_model.h).
+  // Every rank writes the pieces it alone owns (checkpoint.h); rank 0 commits the step.
   auto save = [&]() {
-    if (optimizer.sharded()) optimizer.gather_moments();
-    std::unique_ptr<WholeModel> whole;
-    if (tp.size() > 1) {
-      whole = std::make_unique<WholeModel>(spec, ops);
-      whole->gather(model.params(), &optimizer, tp);
-    }
-    if (root) {
-      summary.checkpoint = save_checkpoint(run_dir, ops, whole ? whole->params() : model.params(),
-                                           whole ? &whole->optimizer() : &optimizer, state,
-                                           config_text, cfg.checkpoint().keep_last(), resumed_from);
-      DAPE_LOG_INFO("saved checkpoint {}", summary.checkpoint);
-    }
-    if (optimizer.sharded()) optimizer.release_full_moments();
-    world.barrier();  // no rank runs ahead of a checkpoint it may resume from
+    summary.checkpoint =
+        save_checkpoint(run_dir, ops, model.params(), &optimizer, state, config_text,
+                        cfg.checkpoint().keep_last(), resumed_from, place);
+    if (root) DAPE_LOG_INFO("saved checkpoint {}", summary.checkpoint);
   };
 
   while (state.step < end_step) {
