@@ -17,6 +17,7 @@
 #include "core/train/dataset_preparation.h"
 #include "core/train/gradient_sync.h"
 #include "core/train/metrics.h"
+#include "core/train/stop_signal.h"
 #include "parallel/topology.h"
 
 namespace dape {
@@ -202,6 +203,7 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
     if (root) DAPE_LOG_INFO("saved checkpoint {}", summary.checkpoint);
   };
 
+  StopSignal stop_signal;
   while (state.step < end_step) {
     const auto step_start = Clock::now();
     model.params().zero_grads(ops);
@@ -276,8 +278,19 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
     }
     const bool periodic_ckpt =
         cfg.checkpoint().interval() > 0 && state.step % cfg.checkpoint().interval() == 0;
-    if (periodic_ckpt || (last && (cfg.checkpoint().save_final() || state.step < tc.steps())))
-      save();
+    const bool saves =
+        periodic_ckpt || (last && (cfg.checkpoint().save_final() || state.step < tc.steps()));
+    // A stop signal on any rank stops every rank after this same step (stop_signal.h).
+    const double signalled =
+        world.all_reduce_max(options.stop_on_signal && stop_signal.requested() ? 1.0 : 0.0);
+    if (saves || signalled > 0) save();
+    if (signalled > 0 && !last) {
+      if (root)
+        DAPE_LOG_WARN("stop signal received: stopped after step {} with checkpoint {}", state.step,
+                      summary.checkpoint);
+      summary.stopped_by_signal = true;
+      break;
+    }
   }
   if (bar) bar->finish(fmt::format("loss {:.4f}", loss));
 

@@ -46,6 +46,9 @@ struct TrainOptions {
   // 0: run to train.steps. The schedule still spans train.steps.
   int64_t stop_at_step = 0;
   bool progress = true;
+  // SIGTERM or SIGUSR1 stop the run after the current step with a checkpoint
+  // (core/train/stop_signal.h).
+  bool stop_on_signal = true;
   // The processes of the job (data-parallel ranks); nullptr: this process alone.
   Communicator* world = nullptr;
 };
@@ -56,6 +59,7 @@ struct TrainSummary {
   double final_loss = 0;
   double tokens_per_s = 0;
   std::string checkpoint;  // the last checkpoint written ("" if none)
+  bool stopped_by_signal = false;
   std::vector<EvalLengthResult> final_eval;
 };
 
