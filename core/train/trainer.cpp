@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "core/checkpoint/checkpoint.h"
+#include "core/checkpoint/model_export.h"
 #include "core/data/dataset.h"
 #include "core/data/train_batch_source.h"
 #include "core/model/decoder.h"
@@ -152,6 +153,10 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
     resumed_from = ref.dir;
     DAPE_LOG_INFO("resumed from {} at step {} ({} samples consumed)", ref.dir, state.step,
                   state.samples_consumed);
+  }
+  if (ckpt_dir.empty() && !options.init_from.empty()) {
+    init_from_export(options.init_from, ops, model.params(), spec.vocab, spec.padded_vocab);
+    DAPE_LOG_INFO("initial weights from {}", options.init_from);
   }
   state.rng["seed"] = tc.seed();
 

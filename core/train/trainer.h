@@ -45,6 +45,9 @@ struct TrainOptions {
   // Stop (with a checkpoint) once this many steps are done in total, before train.steps;
   // 0: run to train.steps. The schedule still spans train.steps.
   int64_t stop_at_step = 0;
+  // A safetensors file written by `dape export` to take the initial weights from (when not
+  // resuming); "": the seeded initialization.
+  std::string init_from;
   bool progress = true;
   // SIGTERM or SIGUSR1 stop the run after the current step with a checkpoint
   // (core/train/stop_signal.h).

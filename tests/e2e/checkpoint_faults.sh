@@ -4,7 +4,8 @@
 #     10: the job fails, step 10 is left as an uncommitted temporary directory, the checkpoint of
 #     step 5 still verifies, and `--resume auto` continues from it;
 # (b) a flipped byte in rank 1's shard and (c) a missing shard make loading fail with an error
-#     that names the file and a tensor; `dape eval` (one process, TP 1) reads rank 1's pieces.
+#     that names the file and a tensor; `dape eval` (one process, TP 1) reads rank 1's pieces;
+# (d) `dape export` of the TP 2 checkpoint, and `dape train --init-from` the exported file.
 source "$(dirname "$0")/lib.bash"
 MPIRUN=(mpirun --oversubscribe -np 2)
 [ "$(id -u)" -ne 0 ] || MPIRUN+=(--allow-run-as-root)
@@ -59,4 +60,12 @@ expect_error "shard file 'shard_00001.bin' is missing; it holds tensor '" \
     "$DAPE" eval --checkpoint missing --lengths 32 --no-progress
 "$DAPE" eval --checkpoint run/checkpoints/step_00000012 --lengths 32 --no-progress --out eval.json > /dev/null ||
   fail "eval of the intact TP 2 checkpoint at TP 1 failed"
+
+# Export of the TP 2 checkpoint, and a fresh TP 2 run started from the exported weights.
+"$DAPE" export --checkpoint run --out model.safetensors | tee export.txt
+grep -q "exported .*step_00000012" export.txt || fail "export did not name the checkpoint"
+timeout 120 "${MPIRUN[@]}" "$DAPE" train --config tp2.pbtxt --set run_dir=from_export --resume none \
+    --init-from model.safetensors --stop-at-step 2 --no-progress > init.txt 2>&1 ||
+  { cat init.txt; fail "training from the exported weights failed"; }
+grep -q "initial weights from model.safetensors" init.txt || fail "--init-from was not used"
 echo "PASS"
