@@ -8,9 +8,9 @@
  * 2·P/n instead of 2·P), updates only those parameters from the (already all-reduced, identical)
  * gradients, and the ranks then all-gather the updated shards so every replica holds all the
  * parameters again. The arithmetic per element is the one of the unsharded optimizer, so results
- * match it exactly. For checkpoints, which hold whole tensors, gather_moments() assembles full
- * moments on every rank and scatter_moments() keeps this rank's shard of full moments that
- * were loaded into m()/v().
+ * match it exactly. Checkpoints write and read each rank's shard directly (m_shard(), v_shard());
+ * gather_moments() assembles full moments on every rank and scatter_moments() keeps this rank's
+ * shard of full moments that were loaded into m()/v().
  *
  * Gradient clipping by global L2 norm lives here too: one sum of squares over the whole gradient
  * buffer, accumulated in double in a fixed order.

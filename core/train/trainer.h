@@ -12,8 +12,9 @@
  * of every global batch (global_batch / D samples, in the same global order, so any D sees the
  * same data), and the gradients are summed over the ranks in buckets during the last
  * micro-step's backward (gradient_sync.h). With parallel.zero_stage 1 the AdamW moments are
- * sharded over the ranks (adamw_optimizer.h). Rank 0 alone writes the run directory, draws
- * progress and evaluates; the others wait for it at the next step.
+ * sharded over the ranks (adamw_optimizer.h). Rank 0 alone writes the run directory's files,
+ * draws progress and evaluates; every rank writes its own shard of a checkpoint (checkpoint.h).
+ * SIGTERM or SIGUSR1 stop the run after the current step with a checkpoint (stop_signal.h).
  *
  * Reproducibility: parameter init depends only on the seed and tensor names, the data order only
  * on the seed and the training split, every kernel reduces in a fixed order, and a checkpoint
