@@ -55,6 +55,8 @@ CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global) {
     CheckpointRef ref = open_checkpoint(args->checkpoint);
     LoadedConfig cfg = parse_config_text(ref.manifest.config(), ref.dir + "/manifest.pb (config)");
     if (!args->attention.empty()) apply_override(cfg, "model.attention=" + args->attention);
+    // One process, whatever layout the checkpoint was trained at (it loads at any layout).
+    cfg.msg.clear_parallel();
     validate_config(cfg);
     const std::string data_dir = args->data.empty() ? cfg.msg.data().path() : args->data;
     data::DatasetOpenOptions dopts;
@@ -66,7 +68,7 @@ CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global) {
     CpuOps ops(DType::f32, global.threads > 0 ? global.threads : cfg.msg.train().threads());
     const ModelSpec spec = ModelSpec::from_config(cfg.msg.model(), dataset.vocab_size());
     Decoder model(spec, ops, /*trainable=*/false);
-    load_checkpoint(ref, ops, model.params(), nullptr);
+    load_checkpoint(ref, ops, model.params(), nullptr, {spec.vocab, spec.padded_vocab});
     DAPE_LOG_INFO("evaluating {} (step {}): {}", ref.dir, ref.manifest.step(), spec.describe());
 
     EvalOptions opts;

@@ -95,6 +95,8 @@ CommandFn add_generate_command(CLI::App& app, const GlobalOptions& global) {
     const CheckpointRef ref = open_checkpoint(args->checkpoint);
     LoadedConfig cfg = parse_config_text(ref.manifest.config(), ref.dir + "/manifest.pb (config)");
     if (!args->attention.empty()) apply_override(cfg, "model.attention=" + args->attention);
+    // One process, whatever layout the checkpoint was trained at (it loads at any layout).
+    cfg.msg.clear_parallel();
     validate_config(cfg);
     const bool from_config = args->data.empty();
     const std::string data_dir = from_config ? cfg.msg.data().path() : args->data;
@@ -126,7 +128,7 @@ CommandFn add_generate_command(CLI::App& app, const GlobalOptions& global) {
 
     CpuOps ops(DType::f32, global.threads > 0 ? global.threads : cfg.msg.train().threads());
     Decoder model(spec, ops, /*trainable=*/false);
-    load_checkpoint(ref, ops, model.params(), nullptr);
+    load_checkpoint(ref, ops, model.params(), nullptr, {spec.vocab, spec.padded_vocab});
     KvCache cache = model.make_cache(1, static_cast<int>(capacity));
     DAPE_LOG_INFO("generating from {} (step {}): {}; prompt of {} tokens, KV cache {:.1f} KiB",
                   ref.dir, ref.manifest.step(), spec.describe(), prompt.size(),

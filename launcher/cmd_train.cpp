@@ -14,6 +14,7 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
     std::string config;
     std::vector<std::string> sets;
     std::string resume = "auto";
+    std::string init_from;
     int64_t stop_at_step = 0;
     bool no_progress = false;
     bool check = false;
@@ -35,6 +36,9 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
          "Save a checkpoint and stop once this many steps are done (the schedule still spans "
          "train.steps); 0: train to the end")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--init-from", args->init_from,
+                  "Start a fresh run from the weights of a safetensors file written by `dape "
+                  "export` (optimizer moments zero, step 0); ignored when resuming");
   cmd->add_flag("--no-progress", args->no_progress, "Do not draw progress lines");
   cmd->add_flag("--check", args->check,
                 "Only load and validate the config, print the resolved config, exit");
@@ -53,6 +57,7 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
     TrainOptions opts;
     opts.resume = args->resume;
     opts.stop_at_step = args->stop_at_step;
+    opts.init_from = args->init_from;
     opts.progress = !args->no_progress;
     opts.world = global.world;
     TrainSummary s = train(cfg, ops, opts);

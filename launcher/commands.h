@@ -31,5 +31,6 @@ CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_generate_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_golden_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_inspect_command(CLI::App& app, const GlobalOptions& global);
+CommandFn add_export_command(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace dape

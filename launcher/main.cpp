@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
       {"generate", add_generate_command(app, global)},
       {"golden", add_golden_command(app, global)},
       {"inspect", add_inspect_command(app, global)},
+      {"export", add_export_command(app, global)},
   };
 
   try {

@@ -8,9 +8,9 @@
  * 2·P/n instead of 2·P), updates only those parameters from the (already all-reduced, identical)
  * gradients, and the ranks then all-gather the updated shards so every replica holds all the
  * parameters again. The arithmetic per element is the one of the unsharded optimizer, so results
- * match it exactly. For checkpoints, which hold whole tensors, gather_moments() assembles full
- * moments on every rank and scatter_moments() keeps this rank's shard of full moments that
- * were loaded into m()/v().
+ * match it exactly. Checkpoints write and read each rank's shard directly (m_shard(), v_shard());
+ * gather_moments() assembles full moments on every rank and scatter_moments() keeps this rank's
+ * shard of full moments that were loaded into m()/v().
  *
  * Gradient clipping by global L2 norm lives here too: one sum of squares over the whole gradient
  * buffer, accumulated in double in a fixed order.
@@ -40,6 +40,10 @@ class AdamW {
   // [begin, end) of the flat buffer whose moments this rank keeps.
   int64_t shard_begin() const { return shard_begin_; }
   int64_t shard_end() const { return shard_end_; }
+  // The moments this rank keeps: elements [shard_begin(), shard_end()) of the flat buffer
+  // (all of it when unsharded). Checkpoints read and write these directly.
+  Tensor m_shard() const { return m_.tensor().slice(0, {shard_end_ - shard_begin_}); }
+  Tensor v_shard() const { return v_.tensor().slice(0, {shard_end_ - shard_begin_}); }
 
   // Full-size moments, shaped like the parameters. Unsharded: the moments themselves. Sharded:
   // a full-size copy that exists only between gather_moments() (or prepare_full_moments()) and

@@ -9,7 +9,7 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "core/checkpoint/checkpoint.h"
-#include "core/checkpoint/whole_model.h"
+#include "core/checkpoint/model_export.h"
 #include "core/data/dataset.h"
 #include "core/data/train_batch_source.h"
 #include "core/model/decoder.h"
@@ -18,6 +18,7 @@
 #include "core/train/dataset_preparation.h"
 #include "core/train/gradient_sync.h"
 #include "core/train/metrics.h"
+#include "core/train/stop_signal.h"
 #include "parallel/topology.h"
 
 namespace dape {
@@ -112,6 +113,17 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
           ? tc.warmup_steps()
           : static_cast<int64_t>(std::llround(tc.warmup_fraction() * tc.steps()));
 
+  // Where this rank sits, for checkpoints: what it writes, and the vocabulary rows to map.
+  const VocabRows vocab_rows{spec.vocab, spec.padded_vocab};
+  CheckpointPlace place;
+  place.world = &world;
+  place.dp = dp_size;
+  place.dp_rank = dp_rank;
+  place.tp = tp.size();
+  place.tp_rank = tp.rank();
+  place.zero_stage = optimizer.sharded() ? 1 : 0;
+  place.vocab = vocab_rows;
+
   // ---- resume ----
   TrainingState state;
   std::string resumed_from;
@@ -137,18 +149,14 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
       DAPE_LOG_WARN(
           "resuming with a different train.seed or train.seq_len than the checkpoint: the data "
           "order will differ from an uninterrupted run");
-    if (optimizer.sharded()) optimizer.prepare_full_moments();
-    if (tp.size() > 1) {
-      WholeModel whole(spec, ops);
-      state = load_checkpoint(ref, ops, whole.params(), &whole.optimizer());
-      whole.scatter(model.params(), &optimizer);
-    } else {
-      state = load_checkpoint(ref, ops, model.params(), &optimizer);
-    }
-    if (optimizer.sharded()) optimizer.scatter_moments();
+    state = load_checkpoint(ref, ops, model.params(), &optimizer, vocab_rows);
     resumed_from = ref.dir;
     DAPE_LOG_INFO("resumed from {} at step {} ({} samples consumed)", ref.dir, state.step,
                   state.samples_consumed);
+  }
+  if (ckpt_dir.empty() && !options.init_from.empty()) {
+    init_from_export(options.init_from, ops, model.params(), spec.vocab, spec.padded_vocab);
+    DAPE_LOG_INFO("initial weights from {}", options.init_from);
   }
   state.rng["seed"] = tc.seed();
 
@@ -192,25 +200,15 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   std::optional<ProgressBar> bar;
   if (options.progress && root) bar.emplace("train", end_step, "step", 30.0, state.step);
 
-  // Every replica holds the same parameters (and, gathered, the same moments): rank 0 saves.
-  // Under tensor parallelism the pieces are put together first (whole_model.h).
+  // Every rank writes the pieces it alone owns (checkpoint.h); rank 0 commits the step.
   auto save = [&]() {
-    if (optimizer.sharded()) optimizer.gather_moments();
-    std::unique_ptr<WholeModel> whole;
-    if (tp.size() > 1) {
-      whole = std::make_unique<WholeModel>(spec, ops);
-      whole->gather(model.params(), &optimizer, tp);
-    }
-    if (root) {
-      summary.checkpoint = save_checkpoint(run_dir, ops, whole ? whole->params() : model.params(),
-                                           whole ? &whole->optimizer() : &optimizer, state,
-                                           config_text, cfg.checkpoint().keep_last(), resumed_from);
-      DAPE_LOG_INFO("saved checkpoint {}", summary.checkpoint);
-    }
-    if (optimizer.sharded()) optimizer.release_full_moments();
-    world.barrier();  // no rank runs ahead of a checkpoint it may resume from
+    summary.checkpoint =
+        save_checkpoint(run_dir, ops, model.params(), &optimizer, state, config_text,
+                        cfg.checkpoint().keep_last(), resumed_from, place);
+    if (root) DAPE_LOG_INFO("saved checkpoint {}", summary.checkpoint);
   };
 
+  StopSignal stop_signal;
   while (state.step < end_step) {
     const auto step_start = Clock::now();
     model.params().zero_grads(ops);
@@ -285,8 +283,19 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
     }
     const bool periodic_ckpt =
         cfg.checkpoint().interval() > 0 && state.step % cfg.checkpoint().interval() == 0;
-    if (periodic_ckpt || (last && (cfg.checkpoint().save_final() || state.step < tc.steps())))
-      save();
+    const bool saves =
+        periodic_ckpt || (last && (cfg.checkpoint().save_final() || state.step < tc.steps()));
+    // A stop signal on any rank stops every rank after this same step (stop_signal.h).
+    const double signalled =
+        world.all_reduce_max(options.stop_on_signal && stop_signal.requested() ? 1.0 : 0.0);
+    if (saves || signalled > 0) save();
+    if (signalled > 0 && !last) {
+      if (root)
+        DAPE_LOG_WARN("stop signal received: stopped after step {} with checkpoint {}", state.step,
+                      summary.checkpoint);
+      summary.stopped_by_signal = true;
+      break;
+    }
   }
   if (bar) bar->finish(fmt::format("loss {:.4f}", loss));
 

@@ -12,8 +12,9 @@
  * of every global batch (global_batch / D samples, in the same global order, so any D sees the
  * same data), and the gradients are summed over the ranks in buckets during the last
  * micro-step's backward (gradient_sync.h). With parallel.zero_stage 1 the AdamW moments are
- * sharded over the ranks (adamw_optimizer.h). Rank 0 alone writes the run directory, draws
- * progress and evaluates; the others wait for it at the next step.
+ * sharded over the ranks (adamw_optimizer.h). Rank 0 alone writes the run directory's files,
+ * draws progress and evaluates; every rank writes its own shard of a checkpoint (checkpoint.h).
+ * SIGTERM or SIGUSR1 stop the run after the current step with a checkpoint (stop_signal.h).
  *
  * Reproducibility: parameter init depends only on the seed and tensor names, the data order only
  * on the seed and the training split, every kernel reduces in a fixed order, and a checkpoint
@@ -45,7 +46,13 @@ struct TrainOptions {
   // Stop (with a checkpoint) once this many steps are done in total, before train.steps;
   // 0: run to train.steps. The schedule still spans train.steps.
   int64_t stop_at_step = 0;
+  // A safetensors file written by `dape export` to take the initial weights from (when not
+  // resuming); "": the seeded initialization.
+  std::string init_from;
   bool progress = true;
+  // SIGTERM or SIGUSR1 stop the run after the current step with a checkpoint
+  // (core/train/stop_signal.h).
+  bool stop_on_signal = true;
   // The processes of the job (data-parallel ranks); nullptr: this process alone.
   Communicator* world = nullptr;
 };
@@ -56,6 +63,7 @@ struct TrainSummary {
   double final_loss = 0;
   double tokens_per_s = 0;
   std::string checkpoint;  // the last checkpoint written ("" if none)
+  bool stopped_by_signal = false;
   std::vector<EvalLengthResult> final_eval;
 };
 
