@@ -2,6 +2,7 @@
 # checkpoint and stops; resuming from it gives, step for step, bitwise the losses of a run that
 # was never interrupted.
 # (a) SIGUSR1 to mpirun: Open MPI forwards it to every rank; mpirun exits 0.
+# (c) SIGTERM to launcher/dape-launch, which passes it to mpirun as SIGUSR1: exit 0.
 # (b) SIGTERM to mpirun: Open MPI 4.1 ends the job instead of forwarding it: after
 #     odls_base_sigkill_timeout seconds (default 1) it sends SIGTERM to the ranks, as long again
 #     later SIGKILL, and exits 1 whatever the ranks did (measured; see core/train/stop_signal.h).
@@ -33,10 +34,14 @@ CFG
 loss_of() { grep "\"step\":$2," "$1/metrics.jsonl" | sed 's/.*"loss":\([^,]*\),.*/\1/'; }
 latest_step() { sed 's/step_0*//' "$1/checkpoints/latest"; }
 
-# stop_with SIGNAL RUN: starts a run, sends SIGNAL to mpirun once 5 steps are logged, waits.
+# stop_with SIGNAL RUN [LAUNCHER...]: starts a run (through mpirun, or LAUNCHER), sends SIGNAL to
+# it once 5 steps are logged, waits.
 stop_with() {
   local sig=$1 run=$2 status=0 start
-  "${MPIRUN[@]}" "$DAPE" train --config dp2.pbtxt --set run_dir="$run" --resume none \
+  shift 2
+  local launch=("${MPIRUN[@]}")
+  [ $# -eq 0 ] || launch=("$@")
+  "${launch[@]}" "$DAPE" train --config dp2.pbtxt --set run_dir="$run" --resume none \
     --no-progress > "$run.txt" 2>&1 &
   job=$!
   for _ in $(seq 600); do
@@ -75,6 +80,11 @@ check_resume() {
 stop_with USR1 usr1
 [ "$STATUS" -eq 0 ] || { cat usr1.txt; fail "SIGUSR1: mpirun exited with $STATUS"; }
 check_resume usr1
+
+stop_with TERM launched "$SRC/launcher/dape-launch" --hosts localhost --procs-per-node 2 \
+  --threads-per-rank 1 --
+[ "$STATUS" -eq 0 ] || { cat launched.txt; fail "SIGTERM to dape-launch: exited with $STATUS"; }
+check_resume launched
 
 export OMPI_MCA_odls_base_sigkill_timeout=2
 stop_with TERM term
