@@ -2,12 +2,11 @@
 # checkpoint and stops; resuming from it gives, step for step, bitwise the losses of a run that
 # was never interrupted.
 # (a) SIGUSR1 to mpirun: Open MPI forwards it to every rank; mpirun exits 0.
-# (c) SIGTERM to launcher/dape-launch, which passes it to mpirun as SIGUSR1: exit 0.
-# (b) SIGTERM to mpirun: Open MPI 4.1 ends the job instead of forwarding it: after
-#     odls_base_sigkill_timeout seconds (default 1) it sends SIGTERM to the ranks, as long again
-#     later SIGKILL, and exits 1 whatever the ranks did (measured; see core/train/stop_signal.h).
-#     With the timeout raised to 2 s the ranks save and exit 0 before the kill: the checkpoint is
-#     complete and nothing is killed.
+# (b) SIGTERM to launcher/dape-launch, which passes it to mpirun as SIGUSR1: exit 0.
+# SIGTERM sent straight to Open MPI 4.1's mpirun is not tested: mpirun ends the job (SIGTERM to
+# the ranks after odls_base_sigkill_timeout seconds, SIGKILL as long again later, status 1
+# whatever the ranks did; see core/train/stop_signal.h), so whether the ranks' checkpoint is
+# complete depends on that race.
 source "$(dirname "$0")/lib.bash"
 MPIRUN=(mpirun --oversubscribe -np 2)
 [ "$(id -u)" -ne 0 ] || MPIRUN+=(--allow-run-as-root)
@@ -86,8 +85,4 @@ stop_with TERM launched "$SRC/launcher/dape-launch" --hosts localhost --procs-pe
 [ "$STATUS" -eq 0 ] || { cat launched.txt; fail "SIGTERM to dape-launch: exited with $STATUS"; }
 check_resume launched
 
-export OMPI_MCA_odls_base_sigkill_timeout=2
-stop_with TERM term
-[ "$STATUS" -eq 0 ] || [ "$STATUS" -eq 1 ] || { cat term.txt; fail "SIGTERM: mpirun status $STATUS"; }
-check_resume term
 echo "PASS"
