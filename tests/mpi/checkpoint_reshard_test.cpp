@@ -89,22 +89,8 @@ class ShardedCheckpoint : public ::testing::Test {
  protected:
   void SetUp() override {
     if (world().size() != 4) GTEST_SKIP() << "needs 4 ranks (DP 2 × TP 2), have " << world().size();
-    if (world().rank() == 0) {
-      scratch_ = std::make_unique<test::ScratchDir>();
-      Rng rng(9, 0);
-      const char* words[] = {"in",  "the",   "beginning", "was",  "word",
-                             "and", "light", "darkness",  "said", "let"};
-      std::ofstream f(*scratch_ / "corpus.txt");
-      for (int i = 0; i < 20000; ++i) f << words[rng.below(10)] << (i % 11 == 10 ? ".\n" : " ");
-      f.close();
-    }
-    dir_ = world().broadcast_bytes(scratch_ ? scratch_->path() : std::string(), 0);
-    data::PrepareOptions p;
-    p.inputs = {join_path(dir_, "corpus.txt")};
-    p.out_dir = join_path(dir_, "data");
-    p.val_fraction = 0.05;
-    p.show_progress = false;
-    data::prepare_dataset(p, world());
+    corpus_ = std::make_unique<test::SharedWordCorpus>(9, 11);
+    dir_ = corpus_->dir();
   }
   void TearDown() override {
     if (world().size() == 4) world().barrier();
@@ -190,7 +176,7 @@ class ShardedCheckpoint : public ::testing::Test {
     EXPECT_EQ(compared, store.size());
   }
 
-  std::unique_ptr<test::ScratchDir> scratch_;
+  std::unique_ptr<test::SharedWordCorpus> corpus_;
   std::string dir_;
 };
 

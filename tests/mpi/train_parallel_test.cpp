@@ -70,22 +70,8 @@ std::map<std::string, std::vector<float>> tensors_of(const std::string& run_dir,
 class DataParallelTraining : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (world().rank() == 0) {
-      scratch_ = std::make_unique<test::ScratchDir>();
-      Rng rng(5, 0);
-      const char* words[] = {"in",  "the",   "beginning", "was",  "word",
-                             "and", "light", "darkness",  "said", "let"};
-      std::ofstream f(*scratch_ / "corpus.txt");
-      for (int i = 0; i < 20000; ++i) f << words[rng.below(10)] << (i % 13 == 12 ? ".\n" : " ");
-      f.close();
-    }
-    dir_ = world().broadcast_bytes(scratch_ ? scratch_->path() : std::string(), 0);
-    data::PrepareOptions p;
-    p.inputs = {join_path(dir_, "corpus.txt")};
-    p.out_dir = join_path(dir_, "data");
-    p.val_fraction = 0.05;
-    p.show_progress = false;
-    data::prepare_dataset(p, world());
+    corpus_ = std::make_unique<test::SharedWordCorpus>(5, 13);
+    dir_ = corpus_->dir();
   }
   void TearDown() override { world().barrier(); }
 
@@ -172,7 +158,7 @@ class DataParallelTraining : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<test::ScratchDir> scratch_;
+  std::unique_ptr<test::SharedWordCorpus> corpus_;
   std::string dir_;
 };
 
