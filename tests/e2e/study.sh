@@ -53,7 +53,7 @@ head -1 study/table.csv | grep -q "^scheme,length,seeds,ppl_mean,ppl_std,ppl_las
   fail "table.csv header"
 grep -q "^| kerple_dape | [0-9.]* | [0-9.]* |$" study/table.md || fail "table.md lacks kerple_dape"
 # The table's numbers are the eval files' (alibi at length 64).
-want=$("$PY" -c 'import json; r={x["length"]: x for x in json.load(open("study/runs/alibi/eval.json"))["results"]}; print(f"{r[64][\"ppl\"]:.6g}")')
+want=$("$PY" -c 'import json; r={x["length"]: x for x in json.load(open("study/runs/alibi/eval.json"))["results"]}; print("%.6g" % r[64]["ppl"])')
 grep -q "^alibi,64,1,$want,0," study/table.csv || fail "table.csv's alibi,64 is not $want"
 [ "$(png_size study/ppl_vs_length.png)" = "1000 600" ] || fail "plot size $(png_size study/ppl_vs_length.png)"
 grep -q "elapsed" study.txt || fail "no progress printed"
