@@ -70,9 +70,12 @@ def main():
                                interpolation="nearest")
             ax.set_title(f"head {h}: {name}", fontsize=8)
             ax.tick_params(labelsize=6)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.yaxis.get_major_locator().set_params(integer=True)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
     scheme = m.get("position", "?") + (" + DAPE" if m.get("dape") else "")
     fig.suptitle(args.title or f"layer {m.get('layer', '?')}, {scheme}, {n} tokens", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(args.out, dpi=dpi)  # no bbox_inches="tight": the size stays width × height
     print(f"wrote {args.out} ({width} x {height})")
 
