@@ -32,5 +32,6 @@ CommandFn add_generate_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_golden_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_inspect_command(CLI::App& app, const GlobalOptions& global);
 CommandFn add_export_command(CLI::App& app, const GlobalOptions& global);
+CommandFn add_attention_map_command(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace dape

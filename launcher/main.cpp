@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
       {"golden", add_golden_command(app, global)},
       {"inspect", add_inspect_command(app, global)},
       {"export", add_export_command(app, global)},
+      {"attention-map", add_attention_map_command(app, global)},
   };
 
   try {

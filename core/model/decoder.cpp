@@ -310,6 +310,7 @@ void Decoder::forward_layers(bool training) {
     if (spec_.position == PositionScheme::rope)
       ops_.rope_forward(in.q, in.k, in.shape, 0, spec_.rope_base);
     ops_.attention_forward(in, a.att, a.lse, spec_.attention);
+    if (attention_observer_) attention_observer_(l, in, a.att);
     finish_layer(w, a, x_in, x_mid, x_out);
   }
   ops_.layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, residual_.back(),

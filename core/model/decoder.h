@@ -98,6 +98,17 @@ class Decoder {
   using GradientHook = std::function<void(const Tensor& grad)>;
   void set_gradient_hook(GradientHook hook) { gradient_hook_ = std::move(hook); }
 
+  // Called in every full forward (forward(), logits()) with each layer's attention inputs (q and
+  // k after RoPE, the scheme's and f's parameters) and its output [batch, seq_len, heads, D],
+  // right after the attention core ran: for looking at what a layer attends to
+  // (core/model/attention_map.h). The views are valid during the call only. An empty function
+  // turns it off.
+  using AttentionObserver =
+      std::function<void(int layer, const AttentionInputs& in, const Tensor& out)>;
+  void set_attention_observer(AttentionObserver observer) {
+    attention_observer_ = std::move(observer);
+  }
+
   // Bytes currently held in activation buffers.
   int64_t activation_bytes() const;
   // Model FLOPs per trained token at `seq_len` (6 × matmul parameters + the attention core,
@@ -149,6 +160,7 @@ class Decoder {
   Communicator* tp_ = nullptr;
   ParamStore params_;
   GradientHook gradient_hook_;
+  AttentionObserver attention_observer_;
   std::vector<LayerWeights> weights_, weight_grads_;
 
   // Shapes the buffers were sized for.
