@@ -8,26 +8,9 @@ is --width × --height pixels exactly (default 1200 × 300 per head row), so tes
 """
 import argparse
 import json
-import os
 import sys
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def load_matplotlib():
-    try:
-        import matplotlib
-    except ImportError:
-        # Debian's python3-matplotlib is installed for the system interpreter; another python3
-        # first on PATH (a virtual environment, pyenv) does not see it.
-        if os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON) and \
-                os.access(SYSTEM_PYTHON, os.X_OK):
-            os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON] + sys.argv)
-        sys.exit("plot_attention_map.py: matplotlib is not installed "
-                 "(Debian: apt-get install python3-matplotlib, or run scripts/install-deps.sh)")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from plot_setup import load_matplotlib
 
 
 def square(rows, n):
@@ -52,7 +35,7 @@ def main():
             panels.append(("f (DAPE)", m["dape_f"]))
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"plot_attention_map.py: cannot read the map '{args.json}': {e}")
-    plt = load_matplotlib()
+    plt = load_matplotlib("plot_attention_map.py")
     dpi = 100
     width = args.width or 600 * len(panels)
     height = args.height or 300 * heads

@@ -8,26 +8,9 @@ there are several), lengths on a log-2 x axis, perplexity on a log y axis. The i
 """
 import argparse
 import csv
-import os
 import sys
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def load_matplotlib():
-    try:
-        import matplotlib
-    except ImportError:
-        # Debian's python3-matplotlib is installed for the system interpreter; another python3
-        # first on PATH (a virtual environment, pyenv) does not see it.
-        if os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON) and \
-                os.access(SYSTEM_PYTHON, os.X_OK):
-            os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON] + sys.argv)
-        sys.exit("plot_extrapolation.py: matplotlib is not installed "
-                 "(Debian: apt-get install python3-matplotlib, or run scripts/install-deps.sh)")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from plot_setup import load_matplotlib
 
 
 def read_table(path, column):
@@ -62,7 +45,7 @@ def main():
     ap.add_argument("--height", type=int, default=600)
     args = ap.parse_args()
     series = read_table(args.csv, args.metric)
-    plt = load_matplotlib()
+    plt = load_matplotlib("plot_extrapolation.py")
     dpi = 100
     fig, ax = plt.subplots(figsize=(args.width / dpi, args.height / dpi), dpi=dpi)
     for scheme, points in series.items():

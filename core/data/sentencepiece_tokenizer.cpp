@@ -255,14 +255,14 @@ std::string SentencePieceTokenizer::summary() const {
   return s;
 }
 
-std::vector<int32_t> SentencePieceTokenizer::library_encode(std::string_view text) const {
+std::vector<int32_t> SentencePieceTokenizer::sentencepiece_encode(std::string_view text) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::vector<int32_t>> ids;
   worker().encode(std::span<const std::string_view>(&text, 1), ids);
   return ids[0];
 }
 
-std::string SentencePieceTokenizer::library_decode(std::span<const int32_t> ids) const {
+std::string SentencePieceTokenizer::sentencepiece_decode(std::span<const int32_t> ids) const {
   std::lock_guard<std::mutex> lock(mutex_);
   return worker().decode(ids);
 }

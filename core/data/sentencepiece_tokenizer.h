@@ -74,8 +74,8 @@ class SentencePieceTokenizer final : public TextTokenizer {
   void set_training_facts(int64_t max_bytes, int64_t sample_bytes, std::string note);
 
   // SentencePiece's own encoding and decoding (in the worker), for checks against dape's.
-  std::vector<int32_t> library_encode(std::string_view text) const;
-  std::string library_decode(std::span<const int32_t> ids) const;
+  std::vector<int32_t> sentencepiece_encode(std::string_view text) const;
+  std::string sentencepiece_decode(std::span<const int32_t> ids) const;
 
  private:
   SentencePieceWorker& worker() const;  // started and loaded on first use; needs mutex_

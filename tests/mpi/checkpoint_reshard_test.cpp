@@ -35,20 +35,6 @@ namespace {
 
 using test::world;
 
-// Losses by step from a metrics.jsonl, as written (17 significant digits: bitwise).
-std::map<int64_t, std::string> loss_text_of(const std::string& path) {
-  std::map<int64_t, std::string> out;
-  std::istringstream in(read_file(path));
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto s = line.find("\"step\":"), l = line.find("\"loss\":");
-    if (s == std::string::npos || l == std::string::npos) continue;
-    const auto end = line.find(',', l);
-    out[std::stoll(line.substr(s + 7))] = line.substr(l + 7, end - l - 7);
-  }
-  return out;
-}
-
 // A whole (uncut) model's values and moments as host vectors by name.
 struct WholeTensors {
   std::map<std::string, std::vector<float>> values, m, v;
@@ -189,8 +175,8 @@ TEST_F(ShardedCheckpoint, SameLayoutResumeIsBitwiseIdentical) {
   EXPECT_EQ(s.last_step, 30);
   world().barrier();
   if (world().rank() != 0) return;
-  const auto a = loss_text_of(join_path(dir_, "straight/metrics.jsonl"));
-  const auto b = loss_text_of(join_path(dir_, "resumed/metrics.jsonl"));
+  const auto a = test::losses_as_written(join_path(dir_, "straight/metrics.jsonl"));
+  const auto b = test::losses_as_written(join_path(dir_, "resumed/metrics.jsonl"));
   ASSERT_EQ(a.size(), 30u);
   EXPECT_EQ(a, b);
   // Every rank wrote a shard: TP pieces and ZeRO-1 moment ranges.
@@ -212,7 +198,7 @@ TEST_F(ShardedCheckpoint, SameLayoutResumeIsBitwiseIdentical) {
 TEST_F(ShardedCheckpoint, OtherLayoutsLoadExactlyAndContinueTheRun) {
   run(config("straight", "tp: 2 zero_stage: 1 bucket_mb: 0.004"), world(), "none", 25);
   const std::string ckpt = join_path(dir_, "straight/checkpoints/step_00000015");
-  const auto straight = loss_text_of(join_path(dir_, "straight/metrics.jsonl"));
+  const auto straight = test::losses_as_written(join_path(dir_, "straight/metrics.jsonl"));
   struct Layout {
     std::string name, parallel;
     int tp;
@@ -234,7 +220,7 @@ TEST_F(ShardedCheckpoint, OtherLayoutsLoadExactlyAndContinueTheRun) {
     EXPECT_EQ(s.last_step, 25) << l.name;
     world().barrier();
     if (world().rank() != 0) continue;
-    const auto got = loss_text_of(join_path(dir_, l.name + "/metrics.jsonl"));
+    const auto got = test::losses_as_written(join_path(dir_, l.name + "/metrics.jsonl"));
     ASSERT_EQ(got.size(), 10u) << l.name;
     double worst = 0;
     for (const auto& [step, text] : got) {

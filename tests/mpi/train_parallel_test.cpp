@@ -31,19 +31,6 @@ namespace {
 
 using test::world;
 
-// Losses by step from a metrics.jsonl.
-std::map<int64_t, double> losses_of(const std::string& path) {
-  std::map<int64_t, double> out;
-  std::istringstream in(read_file(path));
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto s = line.find("\"step\":"), l = line.find("\"loss\":");
-    if (s == std::string::npos || l == std::string::npos) continue;
-    out[std::stoll(line.substr(s + 7))] = std::stod(line.substr(l + 7));
-  }
-  return out;
-}
-
 // Every value of a checkpoint's parameters and moments, by name.
 std::map<std::string, std::vector<float>> tensors_of(const std::string& run_dir,
                                                      const LoadedConfig& config, Ops& ops) {
@@ -110,14 +97,15 @@ class DataParallelTraining : public ::testing::Test {
     o.world = &alone;
     const LoadedConfig single = config(name + "_one", "", model_extra + " " + single_extra);
     train(single, ops, o);
-    const auto a = losses_of(join_path(dir_, name + "_dp/metrics.jsonl"));
-    const auto b = losses_of(join_path(dir_, name + "_one/metrics.jsonl"));
+    const auto a = test::losses_as_written(join_path(dir_, name + "_dp/metrics.jsonl"));
+    const auto b = test::losses_as_written(join_path(dir_, name + "_one/metrics.jsonl"));
     ASSERT_EQ(a.size(), 10u);
     ASSERT_EQ(b.size(), 10u);
     double worst_loss = 0;
-    for (const auto& [step, loss] : b) {
-      EXPECT_NEAR(a.at(step), loss, 1e-5 * std::abs(loss)) << name << " step " << step;
-      worst_loss = std::max(worst_loss, std::abs(a.at(step) - loss) / std::abs(loss));
+    for (const auto& [step, text] : b) {
+      const double loss = std::stod(text), got = std::stod(a.at(step));
+      EXPECT_NEAR(got, loss, 1e-5 * std::abs(loss)) << name << " step " << step;
+      worst_loss = std::max(worst_loss, std::abs(got - loss) / std::abs(loss));
     }
     std::printf("%s losses: largest relative difference %.3g over 10 steps\n", name.c_str(),
                 worst_loss);

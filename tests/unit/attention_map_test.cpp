@@ -36,31 +36,6 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
          dtype_name(c.dtype) + (c.attention == AttentionImpl::fused ? "_fused" : "_reference");
 }
 
-// Every parameter drawn at a generic point where attention is far from uniform.
-void randomize(Decoder& model, uint64_t seed) {
-  ParamStore& ps = model.params();
-  std::vector<double> x(ps.size());
-  Rng rng(seed, 1);
-  for (const auto& v : ps.views()) {
-    const auto& n = v.spec.name;
-    for (int64_t i = 0; i < v.spec.shape.numel(); ++i) {
-      double val = rng.uniform(-0.8, 0.8);
-      if (n.find("kerple") != std::string::npos) val = rng.uniform(0.2, 1.5);
-      if (n.find("fire.c") != std::string::npos) val = rng.uniform(0.2, 0.6);
-      if (n.find("L_multiplier") != std::string::npos) val = 1.15;
-      x[v.offset + i] = val;
-    }
-  }
-  model.ops().copy_from_host(ps.values(), x.data(), DType::f64);
-}
-
-std::vector<int32_t> random_tokens(int count, int vocab, uint64_t seed) {
-  Rng rng(seed, 2);
-  std::vector<int32_t> t(count);
-  for (auto& x : t) x = static_cast<int32_t>(rng.below(vocab));
-  return t;
-}
-
 // `count` rows of `width` values `stride` apart, as doubles.
 std::vector<double> rows_of(Ops& ops, const Tensor& t, int64_t count, int64_t stride,
                             int64_t width) {
@@ -80,8 +55,8 @@ TEST_P(AttentionMapTest, ProbabilitiesAreTheKernels) {
   ModelSpec spec = test::tiny_model_spec(c.scheme, c.dape, kLength, 4.0);
   spec.attention = c.attention;
   Decoder model(spec, ops, /*trainable=*/false);
-  randomize(model, 11);
-  const auto tokens = random_tokens(kLength, spec.vocab, 3);
+  test::randomize_parameters(model, 11);
+  const auto tokens = test::random_tokens(kLength, spec.vocab, 3);
   const int H = spec.heads, D = spec.head_dim, N = kLength;
 
   // Every layer's map, V and kernel output from one forward pass.
@@ -164,7 +139,7 @@ TEST(AttentionMapJson, TriangularTablesAndFields) {
   CpuOps ops(DType::f64, 1);
   const ModelSpec spec = test::tiny_model_spec(PositionScheme::alibi, true, kLength, 4.0);
   Decoder model(spec, ops, /*trainable=*/false);
-  randomize(model, 2);
+  test::randomize_parameters(model, 2);
   const std::vector<int32_t> tokens = {1, 2, 3};
   const AttentionMap m = attention_map(model, tokens, 0);
   const std::string json = attention_map_json(m, tokens, {"a", "b", "\""});

@@ -235,7 +235,7 @@ TEST_F(SentencePieceTest, EncodingEqualsSentencePieceOnTheWholeText) {
     for (const std::string& text : texts) {
       std::vector<int32_t> ours;
       tokenizer_->encode(text, ours);
-      EXPECT_EQ(ours, tokenizer_->library_encode(text)) << text.substr(0, 80);
+      EXPECT_EQ(ours, tokenizer_->sentencepiece_encode(text)) << text.substr(0, 80);
     }
   }
 }
@@ -251,11 +251,11 @@ TEST_F(SentencePieceTest, DecodingEqualsSentencePiece) {
       const auto id = static_cast<int32_t>(r.below(static_cast<uint64_t>(m.size())));
       if (m.types[static_cast<size_t>(id)] != PieceType::byte && id != m.eos_id) ids.push_back(id);
     }
-    EXPECT_EQ(tokenizer_->decode(ids), tokenizer_->library_decode(ids)) << "trial " << trial;
+    EXPECT_EQ(tokenizer_->decode(ids), tokenizer_->sentencepiece_decode(ids)) << "trial " << trial;
   }
   std::vector<int32_t> ids;
   tokenizer_->encode("not in training: ελληνικά 🎉, combining e\xCC\x81", ids);
-  EXPECT_EQ(tokenizer_->decode(ids), tokenizer_->library_decode(ids));
+  EXPECT_EQ(tokenizer_->decode(ids), tokenizer_->sentencepiece_decode(ids));
 }
 
 TEST_F(SentencePieceTest, EndOfDocumentIsAControlTokenDroppedOrShown) {
@@ -386,15 +386,15 @@ TEST_F(SentencePieceTest, AModelWithADummyPrefixEncodesAndDecodesLikeSentencePie
                                   std::string("  spaced   out  "), std::string("ελληνικά 1:1")}) {
     std::vector<int32_t> ids;
     t.encode(text, ids);
-    EXPECT_EQ(ids, t.library_encode(text));
-    EXPECT_EQ(t.decode(ids), t.library_decode(ids)) << text;
+    EXPECT_EQ(ids, t.sentencepiece_encode(text));
+    EXPECT_EQ(t.decode(ids), t.sentencepiece_decode(ids)) << text;
   }
   Rng r(6, 0);
   for (int trial = 0; trial < 50; ++trial) {
     std::vector<int32_t> ids;
     for (int k = 0; k < 20; ++k) ids.push_back(static_cast<int32_t>(r.below(300)));
     ids.erase(std::remove(ids.begin(), ids.end(), t.eod_id()), ids.end());
-    EXPECT_EQ(t.decode(ids), t.library_decode(ids)) << "trial " << trial;
+    EXPECT_EQ(t.decode(ids), t.sentencepiece_decode(ids)) << "trial " << trial;
   }
   expect_error(
       [&] {

@@ -46,34 +46,6 @@ ModelSpec tiny_spec(const Case& c) {
   return s;
 }
 
-// Every parameter at a generic random point, large enough that positions matter (attention far
-// from uniform, position biases of order one).
-void randomize(Decoder& model, uint64_t seed) {
-  ParamStore& ps = model.params();
-  std::vector<double> x(ps.size());
-  Rng rng(seed, 1);
-  for (const auto& v : ps.views()) {
-    const auto& n = v.spec.name;
-    for (int64_t i = 0; i < v.spec.shape.numel(); ++i) {
-      double val = rng.uniform(-0.8, 0.8);
-      if (n.find("kerple") != std::string::npos) val = rng.uniform(0.2, 1.5);
-      if (n.find("fire.c") != std::string::npos) val = rng.uniform(0.2, 0.6);
-      if (n.find("L_multiplier") != std::string::npos) val = 1.15;
-      if (n.find("ln") != std::string::npos && n.find("weight") != std::string::npos)
-        val = 1.0 + 0.3 * val;
-      x[v.offset + i] = val;
-    }
-  }
-  model.ops().copy_from_host(ps.values(), x.data(), DType::f64);
-}
-
-std::vector<int32_t> random_tokens(int count, int vocab, uint64_t seed) {
-  Rng rng(seed, 2);
-  std::vector<int32_t> t(count);
-  for (auto& x : t) x = static_cast<int32_t>(rng.below(vocab));
-  return t;
-}
-
 // Columns [p0, p0 + n) of [batch, length] tokens, as [batch, n].
 std::vector<int32_t> columns(const std::vector<int32_t>& tokens, int length, int p0, int n) {
   std::vector<int32_t> out;
@@ -101,8 +73,8 @@ void expect_steps_match_full_forward(const Case& c) {
   CpuOps ops(c.dtype, 2);
   const ModelSpec spec = tiny_spec(c);
   Decoder model(spec, ops, /*trainable=*/false);
-  randomize(model, 5);
-  const auto tokens = random_tokens(kBatch * kLength, spec.vocab, 9);
+  test::randomize_parameters(model, 5);
+  const auto tokens = test::random_tokens(kBatch * kLength, spec.vocab, 9);
   const std::vector<T> full = model.logits<T>(tokens.data(), kBatch, kLength);
   ASSERT_EQ(full.size(), static_cast<size_t>(kBatch) * kLength * spec.vocab);
   // The logits depend on position: otherwise this test could not tell positions apart.
@@ -139,9 +111,9 @@ TEST_P(Decode, PrefillInOneCallEqualsTokenByToken) {
   CpuOps ops(c.dtype, 2);
   const ModelSpec spec = tiny_spec(c);
   Decoder model(spec, ops, /*trainable=*/false);
-  randomize(model, 6);
+  test::randomize_parameters(model, 6);
   const int P = 7;
-  const auto tokens = random_tokens(kBatch * kLength, spec.vocab, 10);
+  const auto tokens = test::random_tokens(kBatch * kLength, spec.vocab, 10);
   KvCache whole = model.make_cache(kBatch, kLength), single = model.make_cache(kBatch, kLength);
   const auto prompt = columns(tokens, kLength, 0, P);
   std::vector<double> a = model.decode<double>(prompt.data(), kBatch, P, whole), b;
@@ -185,9 +157,9 @@ TEST(Decode, TrainingForwardAfterDecodingIsUnchanged) {
   CpuOps ops(DType::f64, 2);
   const ModelSpec spec = tiny_spec({PositionScheme::kerple, true, DType::f64});
   Decoder model(spec, ops);
-  randomize(model, 7);
-  const auto tokens = random_tokens(kBatch * 6, spec.vocab, 11);
-  const auto targets = random_tokens(kBatch * 6, spec.vocab, 12);
+  test::randomize_parameters(model, 7);
+  const auto tokens = test::random_tokens(kBatch * 6, spec.vocab, 11);
+  const auto targets = test::random_tokens(kBatch * 6, spec.vocab, 12);
   model.params().zero_grads(ops);
   const double before = model.forward(tokens.data(), targets.data(), kBatch, 6, true, 1.0);
   model.backward();
@@ -207,7 +179,7 @@ TEST(Decode, AFullCacheIsAnError) {
   Decoder model(spec, ops, false);
   model.initialize(1);
   KvCache cache = model.make_cache(kBatch, 4);
-  const auto tokens = random_tokens(kBatch * 3, spec.vocab, 13);
+  const auto tokens = test::random_tokens(kBatch * 3, spec.vocab, 13);
   model.decode<float>(tokens.data(), kBatch, 3, cache);
   test::expect_error([&] { model.decode<float>(tokens.data(), kBatch, 2, cache); },
                      {"KV cache full", "3 of 4 tokens", "2 more"});
@@ -226,7 +198,7 @@ TEST(Decode, LearnedPositionsStopAtMaxPositions) {
   model.initialize(1);
   test::expect_error([&] { model.make_cache(1, kLength + 1); },
                      {"13 tokens", "model.max_positions = 12", "learned"});
-  const auto tokens = random_tokens(kLength + 1, spec.vocab, 14);
+  const auto tokens = test::random_tokens(kLength + 1, spec.vocab, 14);
   test::expect_error([&] { model.logits<float>(tokens.data(), 1, kLength + 1); },
                      {"length 13", "model.max_positions = 12"});
 }

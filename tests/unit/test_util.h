@@ -11,6 +11,8 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -84,6 +86,19 @@ inline void expect_gradients_close(const std::vector<double>& analytic,
   }
   EXPECT_LE(worst_excess, 0.0) << what << ": element " << worst << " analytic " << analytic[worst]
                                << " vs finite difference " << numeric[worst];
+}
+
+// Losses by step from a run's metrics.jsonl, as written (%.17g: comparing them is bitwise).
+inline std::map<int64_t, std::string> losses_as_written(const std::string& path) {
+  std::map<int64_t, std::string> out;
+  std::istringstream in(read_file(path));
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto s = line.find("\"step\":"), l = line.find("\"loss\":");
+    if (s == std::string::npos || l == std::string::npos) continue;
+    out[std::stoll(line.substr(s + 7))] = line.substr(l + 7, line.find(',', l) - (l + 7));
+  }
+  return out;
 }
 
 // A fresh directory under testing::TempDir(), removed with everything in it at scope exit.

@@ -6,6 +6,12 @@
  */
 #pragma once
 
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/rng.h"
+#include "core/model/decoder.h"
 #include "core/model/model_spec.h"
 
 namespace dape::test {
@@ -29,6 +35,35 @@ inline ModelSpec tiny_model_spec(PositionScheme scheme, bool dape, int max_posit
   s.fire_L = fire_L;
   s.fire_leaky_relu = dape;
   return s;
+}
+
+// Every parameter of `model` at a generic random point, large enough that positions matter
+// (attention far from uniform, position biases of order one, LayerNorm gains around 1).
+inline void randomize_parameters(Decoder& model, uint64_t seed) {
+  ParamStore& ps = model.params();
+  std::vector<double> x(ps.size());
+  Rng rng(seed, 1);
+  for (const auto& v : ps.views()) {
+    const auto& n = v.spec.name;
+    for (int64_t i = 0; i < v.spec.shape.numel(); ++i) {
+      double val = rng.uniform(-0.8, 0.8);
+      if (n.find("kerple") != std::string::npos) val = rng.uniform(0.2, 1.5);
+      if (n.find("fire.c") != std::string::npos) val = rng.uniform(0.2, 0.6);
+      if (n.find("L_multiplier") != std::string::npos) val = 1.15;
+      if (n.find("ln") != std::string::npos && n.find("weight") != std::string::npos)
+        val = 1.0 + 0.3 * val;
+      x[v.offset + i] = val;
+    }
+  }
+  model.ops().copy_from_host(ps.values(), x.data(), DType::f64);
+}
+
+// `count` token ids in [0, vocab).
+inline std::vector<int32_t> random_tokens(int count, int vocab, uint64_t seed) {
+  Rng rng(seed, 2);
+  std::vector<int32_t> t(count);
+  for (auto& x : t) x = static_cast<int32_t>(rng.below(vocab));
+  return t;
 }
 
 }  // namespace dape::test

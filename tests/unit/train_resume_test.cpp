@@ -20,20 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Loss strings by step from a metrics.jsonl (the exact digits written, %.17g).
-std::map<int64_t, std::string> losses_of(const std::string& path) {
-  std::map<int64_t, std::string> out;
-  std::istringstream in(read_file(path));
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto s = line.find("\"step\":"), l = line.find("\"loss\":");
-    if (s == std::string::npos || l == std::string::npos) continue;
-    const int64_t step = std::stoll(line.substr(s + 7));
-    out[step] = line.substr(l + 7, line.find(',', l) - (l + 7));
-  }
-  return out;
-}
-
 class TrainResume : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -90,8 +76,8 @@ TEST_F(TrainResume, InterruptedRunContinuesBitForBit) {
   EXPECT_EQ(part2.first_step, 20);
   EXPECT_EQ(part2.last_step, 40);
 
-  auto a = losses_of((dir_ / "straight/metrics.jsonl").string());
-  auto b = losses_of((dir_ / "resumed/metrics.jsonl").string());
+  auto a = test::losses_as_written((dir_ / "straight/metrics.jsonl").string());
+  auto b = test::losses_as_written((dir_ / "resumed/metrics.jsonl").string());
   ASSERT_EQ(a.size(), 40u);
   ASSERT_EQ(b.size(), 40u);
   for (int64_t s = 1; s <= 40; ++s) EXPECT_EQ(a[s], b[s]) << "loss at step " << s;
