@@ -3,7 +3,7 @@
  * kernels: plain functions on raw device pointers, callable from C++ code compiled without nvcc
  * (CudaOps in cuda_ops.cpp checks shapes and dtypes, then calls these). Each is defined in the
  * .cu file of its concept (embedding.cu, layernorm.cu, ...). Every launch is enqueued on
- * `stream` and returns without waiting; a launch error is reported by check_launch (cuda_check.h)
+ * `stream` and returns without waiting; a launch error is reported by DAPE_CUDA_LAUNCHED (cuda_check.h)
  * as a dape::Error naming the kernel.
  *
  * All floating data is float32 (kernels/cuda_backend.h); token ids are int32. Semantics are
