@@ -35,10 +35,6 @@ uint32_t pointer_alignment(const void* p) {
   return alignment;
 }
 
-std::string describe(const char* op, int64_t M, int64_t N, int64_t K) {
-  return fmt::format("{} (M={}, N={}, K={})", op, M, N, K);
-}
-
 template <class T>
 void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute, const T& value,
               const std::string& what) {
@@ -93,12 +89,13 @@ void LinearGemms::release() noexcept {
 }
 
 LinearGemms::Plan& LinearGemms::plan(const PlanKey& key, const ColumnMajorGemm& g,
-                                     const float* bias, const std::string& what) {
+                                     const float* bias, const GemmName& name) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
 
   Plan p;
-  p.what = what;
+  p.what = fmt::format("{} (M={}, N={}, K={})", name.op, name.M, name.N, name.K);
+  const std::string& what = p.what;
   try {
     const cublasComputeType_t compute = bf16_ ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
     DAPE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, CUDA_R_32F), what);
@@ -162,7 +159,7 @@ LinearGemms::Plan& LinearGemms::plan(const PlanKey& key, const ColumnMajorGemm& 
 }
 
 bool LinearGemms::run(const ColumnMajorGemm& g, const float* a, const float* b, float* c,
-                      bool accumulate, const float* bias, const std::string& what) {
+                      bool accumulate, const float* bias, const GemmName& name) {
   PlanKey key;
   key.m = g.m;
   key.n = g.n;
@@ -178,7 +175,7 @@ bool LinearGemms::run(const ColumnMajorGemm& g, const float* a, const float* b, 
   key.align_b = pointer_alignment(b);
   key.align_c = pointer_alignment(c);
   key.align_bias = bias != nullptr ? pointer_alignment(bias) : 0;
-  Plan& p = plan(key, g, bias, what);
+  Plan& p = plan(key, g, bias, name);
   if (!p.has_algo) return false;
   if (bias != nullptr) {
     set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias), p.what);
@@ -209,17 +206,17 @@ void LinearGemms::forward(float* out, const float* x, const float* w, const floa
                           int64_t N, int64_t K) {
   if (M == 0 || N == 0) return;
   DAPE_CHECK(K > 0, "matmul_forward: K must be positive, got {}", K);
-  const std::string what = describe("matmul_forward", M, N, K);
+  const GemmName name{"matmul_forward", M, N, K};
   // A = w, B = x, C = out (kernels/gemm_layout.h); the bias runs along C's m = N rows.
   const ColumnMajorGemm g = linear_forward_gemm(M, N, K);
-  if (run(g, w, x, out, /*accumulate=*/false, b, what)) return;
+  if (run(g, w, x, out, /*accumulate=*/false, b, name)) return;
   // No bias epilogue for this case: out = x · wᵀ, then out += 1_M · bᵀ, the row-major product
   // of ones [M, 1] and b [1, N] (X = ones with row length 1, Y = b with row length N).
-  run(g, w, x, out, /*accumulate=*/false, nullptr, what);
+  run(g, w, x, out, /*accumulate=*/false, nullptr, name);
   const ColumnMajorGemm bias_gemm = column_major_gemm(/*trans_x=*/false, /*trans_y=*/false, M, N,
                                                       /*K=*/1, /*ldx=*/1, /*ldy=*/N, /*ldz=*/N);
   run(bias_gemm, b, ones(M), out, /*accumulate=*/true, nullptr,
-      describe("matmul_forward bias as a rank-1 GEMM", M, N, 1));
+      GemmName{"matmul_forward bias as a rank-1 GEMM", M, N, 1});
 }
 
 void LinearGemms::backward_dx(float* dx, const float* dout, const float* w, int64_t M, int64_t N,
@@ -232,7 +229,7 @@ void LinearGemms::backward_dx(float* dx, const float* dout, const float* w, int6
   }
   // A = w, B = dout, C = dx.
   run(linear_backward_dx_gemm(M, N, K), w, dout, dx, accumulate, nullptr,
-      describe("matmul_backward dx", M, N, K));
+      GemmName{"matmul_backward dx", M, N, K});
 }
 
 void LinearGemms::backward_dw(float* dw, const float* dout, const float* x, int64_t M, int64_t N,
@@ -240,7 +237,7 @@ void LinearGemms::backward_dw(float* dw, const float* dout, const float* x, int6
   if (M == 0 || N == 0 || K == 0) return;  // dw += nothing
   // A = x, B = dout, C = dw, accumulated.
   run(linear_backward_dw_gemm(M, N, K), x, dout, dw, /*accumulate=*/true, nullptr,
-      describe("matmul_backward dw", M, N, K));
+      GemmName{"matmul_backward dw", M, N, K});
 }
 
 }  // namespace dape::cuda

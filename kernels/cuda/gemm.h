@@ -64,6 +64,11 @@ class LinearGemms {
   static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
  private:
+  // Names a GEMM in messages: the Ops call and its row-major shape.
+  struct GemmName {
+    const char* op;
+    int64_t M, N, K;
+  };
   struct PlanKey {
     int64_t m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0;
     bool trans_a = false, trans_b = false, bias = false, accumulate = false;
@@ -82,9 +87,8 @@ class LinearGemms {
   // describes. Returns false, having done nothing, only when bias != nullptr and cuBLASLt has no
   // algorithm for the epilogue.
   bool run(const ColumnMajorGemm& g, const float* a, const float* b, float* c, bool accumulate,
-           const float* bias, const std::string& what);
-  Plan& plan(const PlanKey& key, const ColumnMajorGemm& g, const float* bias,
-             const std::string& what);
+           const float* bias, const GemmName& name);
+  Plan& plan(const PlanKey& key, const ColumnMajorGemm& g, const float* bias, const GemmName& name);
   // A device vector of at least `n` ones (for the rank-1 bias GEMM).
   const float* ones(int64_t n);
   void release() noexcept;

@@ -69,8 +69,11 @@ class HostMirror {
     expect_f32(t, what);
     const int64_t span = rows.span();
     auto& buf = store_.emplace_back(static_cast<size_t>(std::max(span, t.numel())), 0.0f);
-    if (download) ops_.copy_to_host(buf.data(), DType::f32, Tensor(t.data, DType::f32, {span}));
-    if (!download) pending_rows_.push_back({t, rows, &buf});
+    if (download) {
+      ops_.copy_to_host(buf.data(), DType::f32, Tensor(t.data, DType::f32, {span}));
+    } else {
+      pending_rows_.push_back({t, rows, &buf});
+    }
     return Tensor(buf.data(), DType::f32, t.shape);
   }
 
