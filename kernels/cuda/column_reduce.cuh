@@ -21,14 +21,14 @@
 #include <cstdint>
 
 #include "kernels/cuda/chunked_loop.cuh"
+#include "kernels/cuda/index_math.h"
 
 namespace dape::cuda {
 
 // The double partials in a float workspace of floats_for_doubles(n) floats (index_math.h): its
 // start rounded up to 8 bytes.
 inline double* double_workspace(float* workspace) {
-  const uintptr_t p = reinterpret_cast<uintptr_t>(workspace);
-  return reinterpret_cast<double*>((p + 7) / 8 * 8);
+  return reinterpret_cast<double*>(align_up(reinterpret_cast<uintptr_t>(workspace), 8));
 }
 
 // grid (ceil(cols / blockDim.x), chunks); chunk k holds rows [k · rows_per_chunk, ...).

@@ -2,7 +2,8 @@
  * db += Σ over rows of dout [rows, cols]: the bias gradient of a linear layer where no cuBLASLt
  * epilogue gives it. A fixed-order two-kernel column reduction in double (column_reduce.cuh), so
  * the result is reproducible bit for bit and matches the CPU's double sums to double rounding.
- * The workspace holds the per-chunk partials: rows / 16 (at most 256) doubles per column.
+ * The workspace holds the per-chunk partials: rows / 16 (at least 1, at most 256) doubles per
+ * column.
  */
 #include <cuda_runtime.h>
 

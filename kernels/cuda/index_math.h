@@ -36,6 +36,10 @@ DAPE_HD inline int64_t ceil_div(int64_t a, int64_t b) {
 DAPE_HD inline int64_t round_up(int64_t a, int64_t b) {
   return ceil_div(a, b) * b;
 }
+// An address rounded up to a multiple of `alignment`.
+DAPE_HD inline uintptr_t align_up(uintptr_t address, uintptr_t alignment) {
+  return (address + alignment - 1) / alignment * alignment;
+}
 
 // Blocks for a grid-stride loop over `items` items with `threads` per block: one item per thread
 // where that takes at most max_blocks, else max_blocks; at least 1 (launchers skip empty work).
@@ -54,9 +58,10 @@ DAPE_HD inline int64_t chunks_of_4(int64_t n) {
 
 // Rows split into consecutive chunks: chunk k holds rows [k · rows_per_chunk, min(rows,
 // (k + 1) · rows_per_chunk)), every chunk non-empty. A column reduction sums each column over a
-// chunk's rows in order, then the chunks' partial sums in chunk order. Enough chunks that rows ·
-// columns work spreads over the GPU, at least kMinRowsPerChunk rows each so the partials stay a
-// small fraction of the input.
+// chunk's rows in order, then the chunks' partial sums in chunk order. Up to kMaxRowChunks
+// chunks, so that the rows × columns work spreads over the GPU even for a few hundred columns;
+// rows_per_chunk >= kMinRowsPerChunk (when there are that many rows), so that the partials stay
+// a small fraction of the input.
 constexpr int64_t kMinRowsPerChunk = 16;
 constexpr int64_t kMaxRowChunks = 256;
 
@@ -68,7 +73,8 @@ struct RowChunks {
 DAPE_HD inline RowChunks row_chunks(int64_t rows) {
   RowChunks c;
   if (rows <= 0) return c;
-  int64_t count = ceil_div(rows, kMinRowsPerChunk);
+  int64_t count = rows / kMinRowsPerChunk;
+  if (count < 1) count = 1;
   if (count > kMaxRowChunks) count = kMaxRowChunks;
   c.rows_per_chunk = ceil_div(rows, count);
   c.count = ceil_div(rows, c.rows_per_chunk);  // <= count; drops chunks the rounding left empty
