@@ -10,8 +10,9 @@
  * differ from the CPU's only where a product is contracted into a fused multiply-add (a last-bit
  * difference in double, almost never visible after rounding to float).
  *
- * The update is memory bound (four float streams in, three out), so double arithmetic costs
- * nothing; chunks of four elements move as float4 when all four arrays are 16-byte aligned.
+ * The update is memory bound (four float streams in, three out), so the double arithmetic should
+ * hide behind the memory traffic; chunks of four elements move as float4 when all four arrays
+ * are 16-byte aligned.
  */
 #include <cuda_runtime.h>
 

@@ -16,8 +16,9 @@
  * and adds dout's rows into dwte in increasing row order, the order of the CPU's loop: the sums
  * are the CPU's, bit for bit. A run's length is the token's count, so a frequent token costs one
  * longer walk; the walk first finds the run's end, so that its loads do not wait on one another
- * (only the adds form a chain), and the work in total is rows × C. The sort costs a few
- * microseconds at 16k rows; O(R) workspace, independent of the vocabulary size.
+ * (only the adds form a chain), and the work in total is rows × C. The sort handles R pairs,
+ * little next to the R × C scatter, and needs O(R) workspace, independent of the vocabulary
+ * size (a counting sort by token would need a V-sized histogram).
  *
  * dwpe: each (position, channel) sums the rows r with r % seq_len = position − pos_offset, in
  * increasing r (increasing batch index), again the CPU's order. No atomics anywhere.

@@ -9,7 +9,7 @@
  * the workspace. The second, one block, adds the partials in a fixed tree and writes the result
  * to device memory, where the caller reads it with its next copy to the host. Same n, same
  * order: the result is bitwise reproducible, whatever the alignment of x (the float4 path moves
- * the same chunks). Converting to double per element costs nothing next to the memory traffic.
+ * the same chunks). The conversion to double per element should hide behind the memory traffic.
  */
 #include <cuda_runtime.h>
 
