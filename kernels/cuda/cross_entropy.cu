@@ -40,6 +40,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/index_math.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/launch_check.cuh"
 
 namespace dape::cuda {
 namespace {
@@ -205,6 +206,8 @@ void cross_entropy(float* losses, float* logits, const int32_t* targets, int64_t
                    int64_t padded, int vocab, float grad_scale, int32_t* bad_target,
                    cudaStream_t stream) {
   if (rows <= 0) return;
+  DAPE_CUDA_REQUIRE(vocab >= 1 && vocab <= padded,
+                    "cross_entropy: vocab must be in [1, the padded row width]");
   const bool vec = padded % 4 == 0 && aligned16(logits);
   cross_entropy_kernel<<<row_blocks(rows), kBlockThreads, 0, stream>>>(
       losses, logits, targets, rows, padded, vocab, grad_scale, bad_target, vec);
