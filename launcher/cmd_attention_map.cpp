@@ -20,8 +20,8 @@
 #include "core/data/tokenizer.h"
 #include "core/model/attention_map.h"
 #include "core/model/decoder.h"
-#include "kernels/cpu/cpu_ops.h"
 #include "launcher/commands.h"
+#include "launcher/ops_factory.h"
 
 extern char** environ;
 
@@ -112,6 +112,7 @@ CommandFn add_attention_map_command(CLI::App& app, const GlobalOptions& global) 
     const CheckpointRef ref = open_checkpoint(args->checkpoint);
     LoadedConfig cfg = parse_config_text(ref.manifest.config(), ref.dir + "/manifest.pb (config)");
     cfg.msg.clear_parallel();
+    apply_device_options(global, cfg);
     validate_config(cfg);
     const std::string data_dir = args->data.empty() ? cfg.msg.data().path() : args->data;
     if (!is_directory(data_dir))
@@ -133,9 +134,11 @@ CommandFn add_attention_map_command(CLI::App& app, const GlobalOptions& global) 
       token_text.push_back(tokenizer->decode(std::span<const int32_t>(&t, 1), true));
 
     const ModelSpec spec = ModelSpec::from_config(cfg.msg.model(), manifest.vocab_size());
-    CpuOps ops(DType::f32, global.threads > 0 ? global.threads : cfg.msg.train().threads());
-    Decoder model(spec, ops, /*trainable=*/false);
-    load_checkpoint(ref, ops, model.params(), nullptr, {spec.vocab, spec.padded_vocab});
+    const std::unique_ptr<Ops> ops = make_process_ops(
+        cfg.msg.train().device(), cfg.msg.train().precision(),
+        global.threads > 0 ? global.threads : cfg.msg.train().threads(), global.world);
+    Decoder model(spec, *ops, /*trainable=*/false);
+    load_checkpoint(ref, *ops, model.params(), nullptr, {spec.vocab, spec.padded_vocab});
     DAPE_LOG_INFO("attention map of layer {} over {} tokens: {} (step {})", args->layer,
                   tokens.size(), spec.describe(), ref.manifest.step());
     const AttentionMap map = attention_map(model, tokens, args->layer);

@@ -8,8 +8,8 @@
 #include "core/data/dataset.h"
 #include "core/model/decoder.h"
 #include "core/train/evaluator.h"
-#include "kernels/cpu/cpu_ops.h"
 #include "launcher/commands.h"
+#include "launcher/ops_factory.h"
 
 namespace dape {
 
@@ -57,6 +57,7 @@ CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global) {
     if (!args->attention.empty()) apply_override(cfg, "model.attention=" + args->attention);
     // One process, whatever layout the checkpoint was trained at (it loads at any layout).
     cfg.msg.clear_parallel();
+    apply_device_options(global, cfg);
     validate_config(cfg);
     const std::string data_dir = args->data.empty() ? cfg.msg.data().path() : args->data;
     data::DatasetOpenOptions dopts;
@@ -65,10 +66,12 @@ CommandFn add_eval_command(CLI::App& app, const GlobalOptions& global) {
     if (args->data.empty()) dopts.validation_path = cfg.msg.data().validation_path();
     dopts.val_fraction = cfg.msg.data().val_fraction();
     data::TokenDataset dataset(data_dir, dopts);
-    CpuOps ops(DType::f32, global.threads > 0 ? global.threads : cfg.msg.train().threads());
+    const std::unique_ptr<Ops> ops = make_process_ops(
+        cfg.msg.train().device(), cfg.msg.train().precision(),
+        global.threads > 0 ? global.threads : cfg.msg.train().threads(), global.world);
     const ModelSpec spec = ModelSpec::from_config(cfg.msg.model(), dataset.vocab_size());
-    Decoder model(spec, ops, /*trainable=*/false);
-    load_checkpoint(ref, ops, model.params(), nullptr, {spec.vocab, spec.padded_vocab});
+    Decoder model(spec, *ops, /*trainable=*/false);
+    load_checkpoint(ref, *ops, model.params(), nullptr, {spec.vocab, spec.padded_vocab});
     DAPE_LOG_INFO("evaluating {} (step {}): {}", ref.dir, ref.manifest.step(), spec.describe());
 
     EvalOptions opts;

@@ -15,8 +15,8 @@
 #include "core/data/tokenizer.h"
 #include "core/model/decoder.h"
 #include "core/model/sampler.h"
-#include "kernels/cpu/cpu_ops.h"
 #include "launcher/commands.h"
+#include "launcher/ops_factory.h"
 
 namespace dape {
 namespace {
@@ -97,6 +97,7 @@ CommandFn add_generate_command(CLI::App& app, const GlobalOptions& global) {
     if (!args->attention.empty()) apply_override(cfg, "model.attention=" + args->attention);
     // One process, whatever layout the checkpoint was trained at (it loads at any layout).
     cfg.msg.clear_parallel();
+    apply_device_options(global, cfg);
     validate_config(cfg);
     const bool from_config = args->data.empty();
     const std::string data_dir = from_config ? cfg.msg.data().path() : args->data;
@@ -126,9 +127,11 @@ CommandFn add_generate_command(CLI::App& app, const GlobalOptions& global) {
       fail("the prompt ({} tokens) and --max-new {} exceed 2^30 positions", prompt.size(),
            args->max_new);
 
-    CpuOps ops(DType::f32, global.threads > 0 ? global.threads : cfg.msg.train().threads());
-    Decoder model(spec, ops, /*trainable=*/false);
-    load_checkpoint(ref, ops, model.params(), nullptr, {spec.vocab, spec.padded_vocab});
+    const std::unique_ptr<Ops> ops = make_process_ops(
+        cfg.msg.train().device(), cfg.msg.train().precision(),
+        global.threads > 0 ? global.threads : cfg.msg.train().threads(), global.world);
+    Decoder model(spec, *ops, /*trainable=*/false);
+    load_checkpoint(ref, *ops, model.params(), nullptr, {spec.vocab, spec.padded_vocab});
     KvCache cache = model.make_cache(1, static_cast<int>(capacity));
     DAPE_LOG_INFO("generating from {} (step {}): {}; prompt of {} tokens, KV cache {:.1f} KiB",
                   ref.dir, ref.manifest.step(), spec.describe(), prompt.size(),

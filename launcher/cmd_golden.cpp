@@ -1,10 +1,13 @@
 // `dape golden`: checks attention implementations against golden files
-// (core/golden/attention_golden.h). Exit status 1 if any tensor is past tolerance.
+// (core/golden/attention_golden.h), on the device --device names. Exit status 1 if any tensor is
+// past tolerance. On cuda the precision is fp32 unless --precision says otherwise: the golden
+// tolerances are those of fp32 arithmetic, which bf16 operands do not meet.
 #include <cstdio>
 
+#include "common/log.h"
 #include "core/golden/attention_golden.h"
-#include "kernels/cpu/cpu_ops.h"
 #include "launcher/commands.h"
+#include "launcher/ops_factory.h"
 
 namespace dape {
 
@@ -29,7 +32,15 @@ CommandFn add_golden_command(CLI::App& app, const GlobalOptions& global) {
     if (args->attention == "fused" || args->attention == "all")
       impls.push_back(AttentionImpl::fused);
     if (impls.empty()) fail("--attention: '{}' is not one of reference|fused|all", args->attention);
-    CpuOps ops(DType::f32, global.threads);
+    const std::string device = global.device.empty() ? "cpu" : global.device;
+    const std::string precision = global.precision.empty() ? "fp32" : global.precision;
+    if (device == "cuda" && precision == "bf16")
+      DAPE_LOG_WARN(
+          "--precision bf16: the golden tolerances are those of fp32 arithmetic; bf16 operands are "
+          "expected to exceed them");
+    const std::unique_ptr<Ops> ops_owner =
+        make_process_ops(device, precision, global.threads, global.world);
+    Ops& ops = *ops_owner;
     int failed = 0, checked = 0;
     for (AttentionImpl impl : impls) {
       for (const auto& f : args->files) {

@@ -4,8 +4,8 @@
 #include "common/log.h"
 #include "core/config/config.h"
 #include "core/train/trainer.h"
-#include "kernels/cpu/cpu_ops.h"
 #include "launcher/commands.h"
+#include "launcher/ops_factory.h"
 
 namespace dape {
 
@@ -44,6 +44,7 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
                 "Only load and validate the config, print the resolved config, exit");
   return [args, &global]() {
     LoadedConfig cfg = load_config(args->config, args->sets);
+    apply_device_options(global, cfg);
     validate_config(cfg, global.world ? global.world->size() : 1);
     if (args->check) {
       std::printf("%s", resolved_text(cfg.msg).c_str());
@@ -53,14 +54,15 @@ CommandFn add_train_command(CLI::App& app, const GlobalOptions& global) {
     if (global.log_level == GlobalOptions().log_level)
       spdlog::set_level(spdlog::level::from_str(cfg.msg.log().level()));
     const int threads = global.threads > 0 ? global.threads : cfg.msg.train().threads();
-    CpuOps ops(DType::f32, threads);
+    const std::unique_ptr<Ops> ops = make_process_ops(
+        cfg.msg.train().device(), cfg.msg.train().precision(), threads, global.world);
     TrainOptions opts;
     opts.resume = args->resume;
     opts.stop_at_step = args->stop_at_step;
     opts.init_from = args->init_from;
     opts.progress = !args->no_progress;
     opts.world = global.world;
-    TrainSummary s = train(cfg, ops, opts);
+    TrainSummary s = train(cfg, *ops, opts);
     if (global.world && global.world->rank() != 0) return 0;
     if (!s.final_eval.empty()) {
       std::printf("\nvalidation after %lld steps (%s):\n%s", static_cast<long long>(s.last_step),

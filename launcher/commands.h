@@ -1,7 +1,7 @@
 /*
  * The `dape` command's subcommands. Each file cmd_<name>.cpp registers one subcommand on the
  * CLI11 app; the callback it installs runs when that subcommand is chosen. Options shared by all
- * (log level, threads) are in GlobalOptions.
+ * (log level, threads, device, precision) are in GlobalOptions.
  */
 #pragma once
 
@@ -17,6 +17,10 @@ class Communicator;
 struct GlobalOptions {
   std::string log_level = "info";
   int threads = 0;  // 0: OMP_NUM_THREADS or every core
+  // "cpu" | "cuda"; "": the config's train.device (cpu for commands without a config).
+  std::string device;
+  // "bf16" | "fp32", used on cuda; "": the config's train.precision.
+  std::string precision;
   // Every process of the job (MPI's world under mpirun, else a group of one); set before a
   // subcommand runs.
   Communicator* world = nullptr;

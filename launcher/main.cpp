@@ -42,6 +42,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", global.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--device", global.device,
+                 "cpu|cuda: where the model runs (default: the config's train.device, else cpu). "
+                 "On cuda each process takes one GPU, chosen by its local rank on the node, and "
+                 "under mpirun the data- and tensor-parallel collectives run over NCCL")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--precision", global.precision,
+                 "bf16|fp32 on cuda (default: the config's train.precision, else bf16; golden: "
+                 "fp32): bf16 runs GEMMs and attention on tensor cores with bf16 operands and fp32 "
+                 "accumulation, fp32 computes in fp32; every tensor is fp32 in memory either way")
+      ->check(CLI::IsMember({"bf16", "fp32"}));
 
   // Subcommand name -> what it runs (each add_* registers the subcommand of that name).
   std::map<std::string, CommandFn> commands = {

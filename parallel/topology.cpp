@@ -7,6 +7,7 @@
 #include <map>
 
 #include "common/check.h"
+#include "parallel/device_communicator.h"
 
 namespace dape {
 
@@ -130,7 +131,7 @@ Topology make_topology(Communicator& world, int tp) {
   return make_topology(world, tp, process_environment(), local_host_name());
 }
 
-ParallelGroups make_parallel_groups(Communicator& world, int tp) {
+ParallelGroups make_parallel_groups(Communicator& world, int tp, void* cuda_stream) {
   ParallelGroups g;
   g.topo = make_topology(world, tp);
   g.tp = world.split(g.topo.dp_rank, g.topo.tp_rank);
@@ -141,6 +142,12 @@ ParallelGroups make_parallel_groups(Communicator& world, int tp) {
   DAPE_CHECK(g.dp->size() == g.topo.dp && g.dp->rank() == g.topo.dp_rank,
              "data-parallel group: rank {} of {}, expected {} of {}", g.dp->rank(), g.dp->size(),
              g.topo.dp_rank, g.topo.dp);
+  if (cuda_stream) {
+    // Every rank makes the TP group's communicator first, then the DP group's: NCCL's set-up is
+    // collective over each group.
+    if (g.tp->size() > 1) g.tp = make_device_communicator(std::move(g.tp), cuda_stream);
+    if (g.dp->size() > 1) g.dp = make_device_communicator(std::move(g.dp), cuda_stream);
+  }
   return g;
 }
 

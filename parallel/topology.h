@@ -16,7 +16,11 @@
  * job must have its own.
  *
  * ParallelGroups adds the two sub-communicators a rank trains with: its TP group (the ranks of
- * its replica) and its DP group (the ranks that hold the same TP shard in every replica).
+ * its replica) and its DP group (the ranks that hold the same TP shard in every replica). When the
+ * model's tensors live on a CUDA device, a group of more than one rank runs over NCCL
+ * (parallel/device_communicator.h), bootstrapped over its host group; a group of one keeps the
+ * host communicator, whose tensor collectives nothing calls (the model, the optimizer and the
+ * gradient sync skip them over one rank), so a run on one GPU never starts NCCL.
  */
 #pragma once
 
@@ -69,6 +73,8 @@ struct ParallelGroups {
 };
 
 // Collective over `world`: the topology and its two sub-communicators (Communicator::split).
-ParallelGroups make_parallel_groups(Communicator& world, int tp);
+// `cuda_stream`: nullptr for tensors in host memory; else the compute stream (a cudaStream_t) of
+// the CUDA Ops whose tensors the groups move, and groups of more than one rank run over NCCL.
+ParallelGroups make_parallel_groups(Communicator& world, int tp, void* cuda_stream = nullptr);
 
 }  // namespace dape

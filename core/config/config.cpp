@@ -12,6 +12,8 @@
 #include "common/file_util.h"
 #include "core/data/tokenizer.h"
 #include "kernels/attention.h"
+#include "kernels/cuda_backend.h"
+#include "kernels/cuda_device.h"
 
 namespace dape {
 
@@ -386,6 +388,20 @@ void validate_config(const LoadedConfig& cfg, int world_size) {
   require_range("train.adam_eps", t.adam_eps(), 1e-30, 1);
   require_range("train.grad_clip", t.grad_clip(), 0, 1e12);
   require_range("train.threads", t.threads(), 0, 4096);
+  if (t.device() != "cpu" && t.device() != "cuda")
+    bad("train.device", fmt::format("'{}' is not one of cpu|cuda", t.device()));
+  CudaPrecision precision;
+  if (!parse_cuda_precision(t.precision(), &precision))
+    bad("train.precision", fmt::format("'{}' is not one of bf16|fp32", t.precision()));
+  if (t.device() == "cuda") {
+    // Whether a device is present is known only where the run starts: a config for a GPU job
+    // can be checked on a machine without one, but not by a build that could never run it.
+    const CudaDevices cuda = query_cuda_devices();
+    if (!cuda.built_with_cuda)
+      bad("train.device",
+          fmt::format("'cuda' cannot be used: {}; use cpu (--device cpu) or a build with CUDA",
+                      cuda.reason));
+  }
   if (scheme == PositionScheme::learned && t.seq_len() > m.max_positions())
     bad("train.seq_len", fmt::format("{} exceeds model.max_positions = {} of the learned scheme",
                                      t.seq_len(), m.max_positions()));

@@ -5,7 +5,10 @@
  * order. The model reports each gradient tensor as soon as it is final (Decoder's gradient hook);
  * a bucket's all-reduce is started (non-blocking) as soon as every element of it has been
  * reported, and backward goes on with earlier layers while it runs. MPI progresses a
- * non-blocking collective only inside MPI calls, so every report also tests the pending ones.
+ * non-blocking collective only inside MPI calls, so every report also tests the pending ones. On
+ * GPUs the data-parallel group is an NCCL communicator: each bucket's all-reduce runs on the
+ * communicator's own stream after the gradient kernels enqueued before it, beside the rest of
+ * backward (parallel/nccl/nccl_communicator.h).
  * Because the store lays tensors out in the order backward finishes them, buckets fill one after
  * another from the start of the buffer. finish() sends what is left (tensors never reported, e.g. a
  * bias of an unused scheme) and waits for everything.

@@ -19,6 +19,7 @@
 #include "core/train/gradient_sync.h"
 #include "core/train/metrics.h"
 #include "core/train/stop_signal.h"
+#include "kernels/cuda_backend.h"
 #include "parallel/topology.h"
 
 namespace dape {
@@ -52,11 +53,15 @@ TrainSummary train(const LoadedConfig& loaded, Ops& ops, const TrainOptions& opt
   LocalCommunicator alone;
   Communicator& world = options.world ? *options.world : alone;
   validate_config(loaded, world.size());
-  // The DP × TP grid: tensor-parallel groups are consecutive ranks (parallel/topology.h).
-  ParallelGroups groups = make_parallel_groups(world, cfg.parallel().tp());
+  // The DP × TP grid: tensor-parallel groups are consecutive ranks (parallel/topology.h). With a
+  // CUDA Ops the groups' tensor collectives run over NCCL, after the Ops's compute stream.
+  void* const cuda_stream = cuda_stream_of(ops);
+  ParallelGroups groups = make_parallel_groups(world, cfg.parallel().tp(), cuda_stream);
   Communicator& tp = *groups.tp;
   Communicator& dp = *groups.dp;
-  if (world.size() > 1) DAPE_LOG_INFO("parallel: {}", groups.topo.str());
+  if (world.size() > 1)
+    DAPE_LOG_INFO("parallel: {}; tensor-parallel group over {}, data-parallel group over {}",
+                  groups.topo.str(), groups.tp->name(), groups.dp->name());
   const int dp_size = dp.size(), dp_rank = dp.rank();
   const bool root = world.rank() == 0;
   // Evaluation runs on one model replica: rank 0, with its tensor-parallel group.

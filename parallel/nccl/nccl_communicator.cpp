@@ -45,7 +45,8 @@ void check_cuda(cudaError_t rc, const char* what) {
 
 }  // namespace
 
-// A started all-reduce: complete when the event recorded after it on the stream has passed.
+// A started all-reduce: complete when the event recorded after it on the communicator's own stream
+// has passed.
 class NcclPendingCollective final : public PendingCollective {
  public:
   NcclPendingCollective(NcclCommunicator& comm, cudaEvent_t event, Clock::time_point start)
@@ -93,6 +94,26 @@ class NcclPendingCollective final : public PendingCollective {
   bool done_ = false;
 };
 
+NcclCommunicator::OwnStream::OwnStream() {
+  check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+             "cudaStreamCreateWithFlags");
+  // No destructor runs for a constructor that throws: what was made is released here.
+  cudaError_t rc = cudaEventCreateWithFlags(&compute_ready, cudaEventDisableTiming);
+  if (rc == cudaSuccess) rc = cudaEventCreateWithFlags(&started_done, cudaEventDisableTiming);
+  if (rc != cudaSuccess) {
+    if (compute_ready) cudaEventDestroy(compute_ready);
+    cudaStreamDestroy(stream);
+    check_cuda(rc, "cudaEventCreateWithFlags");
+  }
+}
+
+NcclCommunicator::OwnStream::~OwnStream() {
+  // Work still enqueued completes first; the resources are released after it.
+  cudaEventDestroy(started_done);
+  cudaEventDestroy(compute_ready);
+  cudaStreamDestroy(stream);
+}
+
 NcclOptions NcclOptions::from_environment(const EnvironmentLookup& env) {
   NcclOptions options;
   if (const char* v = env("DAPE_NCCL_TIMEOUT_S")) {
@@ -122,6 +143,12 @@ NcclCommunicator::NcclCommunicator(Communicator& host, cudaStream_t stream, Nccl
   std::memcpy(&id, bytes.data(), sizeof id);
   ncclConfig_t config = non_blocking_config();
   settle(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config), "ncclCommInitRankConfig");
+}
+
+NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> host, cudaStream_t stream,
+                                   NcclOptions options)
+    : NcclCommunicator(*host, stream, options) {
+  owned_host_ = std::move(host);  // host_ already points at it
 }
 
 NcclCommunicator::NcclCommunicator(ncclComm_t comm, std::unique_ptr<Communicator> host,
@@ -207,16 +234,22 @@ void NcclCommunicator::settle(ncclResult_t rc, const char* what) {
       what, [] { return true; }, Clock::now());
 }
 
-void NcclCommunicator::wait_for_stream(const char* what) {
+void NcclCommunicator::wait_for_stream(cudaStream_t stream, const char* what) {
   poll_until(
       what,
-      [this, what] {
-        const cudaError_t rc = cudaStreamQuery(stream_);
+      [this, stream, what] {
+        const cudaError_t rc = cudaStreamQuery(stream);
         if (rc == cudaErrorNotReady) return false;
         if (rc != cudaSuccess) abort_and_fail(what, cudaGetErrorString(rc));
         return true;
       },
       Clock::now());
+}
+
+void NcclCommunicator::order_after_started() {
+  check_cuda(cudaEventRecord(own_.started_done, own_.stream), "cudaEventRecord on the NCCL stream");
+  check_cuda(cudaStreamWaitEvent(stream_, own_.started_done, 0),
+             "cudaStreamWaitEvent (compute stream after the started collectives)");
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
@@ -235,10 +268,11 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
 
 void NcclCommunicator::all_reduce_sum(const Tensor& x) {
   check_usable("all_reduce_sum");
+  order_after_started();
   settle(ncclAllReduce(x.data, x.data, static_cast<size_t>(x.numel()), nccl_type(x), ncclSum, comm_,
                        stream_),
          "all_reduce_sum");
-  wait_for_stream("all_reduce_sum");
+  wait_for_stream(stream_, "all_reduce_sum");
 }
 
 std::unique_ptr<PendingCollective> NcclCommunicator::start_all_reduce_sum(const Tensor& x) {
@@ -246,12 +280,17 @@ std::unique_ptr<PendingCollective> NcclCommunicator::start_all_reduce_sum(const 
              "start_all_reduce_sum takes float32 or float64, not {}", dtype_name(x.dtype));
   check_usable("start_all_reduce_sum");
   const auto start = Clock::now();
+  // The collective reads what the work enqueued on the compute stream so far writes: the own
+  // stream waits for it, on the device; the compute stream goes on at once.
+  check_cuda(cudaEventRecord(own_.compute_ready, stream_), "cudaEventRecord on the compute stream");
+  check_cuda(cudaStreamWaitEvent(own_.stream, own_.compute_ready, 0),
+             "cudaStreamWaitEvent (NCCL stream after the compute stream)");
   settle(ncclAllReduce(x.data, x.data, static_cast<size_t>(x.numel()), nccl_type(x), ncclSum, comm_,
-                       stream_),
+                       own_.stream),
          "start_all_reduce_sum");
   cudaEvent_t event = nullptr;
   check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreate");
-  const cudaError_t rc = cudaEventRecord(event, stream_);
+  const cudaError_t rc = cudaEventRecord(event, own_.stream);
   if (rc != cudaSuccess) {
     cudaEventDestroy(event);
     check_cuda(rc, "cudaEventRecord after ncclAllReduce");
@@ -261,10 +300,11 @@ std::unique_ptr<PendingCollective> NcclCommunicator::start_all_reduce_sum(const 
 
 void NcclCommunicator::all_reduce_max(const Tensor& x) {
   check_usable("all_reduce_max");
+  order_after_started();
   settle(ncclAllReduce(x.data, x.data, static_cast<size_t>(x.numel()), nccl_type(x), ncclMax, comm_,
                        stream_),
          "all_reduce_max");
-  wait_for_stream("all_reduce_max");
+  wait_for_stream(stream_, "all_reduce_max");
 }
 
 void NcclCommunicator::all_gather(const Tensor& out, const Tensor& in) {
@@ -272,34 +312,38 @@ void NcclCommunicator::all_gather(const Tensor& out, const Tensor& in) {
              "all_gather: {} elements from each of {} ranks into {}", in.numel(), size_,
              out.numel());
   check_usable("all_gather");
+  order_after_started();
   settle(ncclAllGather(in.data, out.data, static_cast<size_t>(in.numel()), nccl_type(in), comm_,
                        stream_),
          "all_gather");
-  wait_for_stream("all_gather");
+  wait_for_stream(stream_, "all_gather");
 }
 
 void NcclCommunicator::reduce_scatter_sum(const Tensor& out, const Tensor& in) {
   DAPE_CHECK(out.dtype == in.dtype && in.numel() == out.numel() * size_,
              "reduce_scatter: {} elements over {} ranks into {}", in.numel(), size_, out.numel());
   check_usable("reduce_scatter_sum");
+  order_after_started();
   settle(ncclReduceScatter(in.data, out.data, static_cast<size_t>(out.numel()), nccl_type(out),
                            ncclSum, comm_, stream_),
          "reduce_scatter_sum");
-  wait_for_stream("reduce_scatter_sum");
+  wait_for_stream(stream_, "reduce_scatter_sum");
 }
 
 void NcclCommunicator::broadcast(const Tensor& x, int root) {
   DAPE_CHECK(root >= 0 && root < size_, "broadcast from rank {} of {}", root, size_);
   check_usable("broadcast");
+  order_after_started();
   settle(ncclBroadcast(x.data, x.data, static_cast<size_t>(x.numel()), nccl_type(x), root, comm_,
                        stream_),
          "broadcast");
-  wait_for_stream("broadcast");
+  wait_for_stream(stream_, "broadcast");
 }
 
 void NcclCommunicator::barrier() {
   check_usable("barrier");
-  wait_for_stream("barrier");
+  wait_for_stream(own_.stream, "barrier");
+  wait_for_stream(stream_, "barrier");
   host_->barrier();
 }
 

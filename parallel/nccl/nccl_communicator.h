@@ -13,11 +13,25 @@
  * rank and the timeout, so the job ends with a message instead of hanging. An aborted
  * communicator refuses any further operation.
  *
- * Trade-off: the blocking collectives wait until the device has finished them (that is what the
- * timeout watches), so host and device synchronize at every one; start_all_reduce_sum() is the
- * form that overlaps: it returns once NCCL has enqueued the work, and its PendingCollective
- * completes when an event recorded after it on the stream has passed. Pending collectives must be
- * completed or destroyed before their communicator.
+ * Streams and overlap: the blocking collectives are enqueued on the stream given at
+ * construction (the compute stream of the Ops whose tensors they move) and wait until the device
+ * has finished them (that is what the timeout watches), so host and device synchronize at every
+ * one. start_all_reduce_sum() is the form that overlaps: it records an event on the compute
+ * stream, makes the communicator's own stream wait for it (the collective reads what the compute
+ * work enqueued so far produced), enqueues the all-reduce on that own stream and records a
+ * completion event after it, then returns. Compute work enqueued afterwards (the rest of backward)
+ * runs beside the collective. The PendingCollective completes when the completion event has
+ * passed: test() looks, wait() blocks the host until then, polled with the timeout (comm.h's
+ * contract: complete means the buffer holds the result). The compute stream never waits for the
+ * collective: it goes on with the work already enqueued while the host waits, and anything the
+ * host enqueues after wait() returns runs after the collective. The operations of one
+ * communicator run in the order they were called: a blocking collective makes the compute stream
+ * wait for the started ones first. Pending collectives must be completed or destroyed before
+ * their communicator. Collectives of two communicators (the tensor-parallel group's blocking ones
+ * and the data-parallel group's started all-reduces) may run at once on the device. NCCL does not
+ * promise that both progress then (one's kernel could keep the other's from being scheduled);
+ * every rank issues them in the same order, which is what the overlap of other training
+ * frameworks rests on too. Not yet run on more than one GPU: the development machine has none.
  *
  * Determinism: NCCL chooses its algorithm and protocol from the group, the message size and the
  * machine's topology, and its ring and tree algorithms reduce each element once and pass the
@@ -52,8 +66,13 @@ struct NcclOptions {
 
 class NcclCommunicator final : public Communicator {
  public:
-  // Collective over `host`, which must outlive this communicator. Uses the current CUDA device.
+  // Collective over `host`, which must outlive this communicator. Uses the current CUDA device;
+  // `stream` is the compute stream that the blocking collectives are enqueued on and that the
+  // started ones follow.
   NcclCommunicator(Communicator& host, cudaStream_t stream, NcclOptions options = {});
+  // The same, owning `host`.
+  NcclCommunicator(std::unique_ptr<Communicator> host, cudaStream_t stream,
+                   NcclOptions options = {});
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -83,11 +102,25 @@ class NcclCommunicator final : public Communicator {
   }
   [[noreturn]] void abort(int code) override;
 
+  // The compute stream, and the communicator's own stream that started collectives run on.
   cudaStream_t stream() const { return stream_; }
+  cudaStream_t collective_stream() const { return own_.stream; }
   const NcclOptions& options() const { return options_; }
 
  private:
   friend class NcclPendingCollective;
+  // The communicator's own stream, and an event that orders its work after the compute stream's.
+  // Created on the current device.
+  struct OwnStream {
+    OwnStream();
+    ~OwnStream();
+    OwnStream(const OwnStream&) = delete;
+    OwnStream& operator=(const OwnStream&) = delete;
+    cudaStream_t stream = nullptr;
+    cudaEvent_t compute_ready = nullptr;  // recorded on the compute stream, waited for by `stream`
+    cudaEvent_t started_done = nullptr;   // recorded on `stream`, waited for by the compute stream
+  };
+
   // A child of split(): owns its communicator and its host group.
   NcclCommunicator(ncclComm_t comm, std::unique_ptr<Communicator> host, cudaStream_t stream,
                    NcclOptions options, int device);
@@ -101,8 +134,10 @@ class NcclCommunicator final : public Communicator {
                   std::chrono::steady_clock::time_point start);
   // After an NCCL call: throws on failure, waits while NCCL reports it in progress.
   void settle(ncclResult_t rc, const char* what);
-  // Waits until the stream has run everything enqueued on it so far.
-  void wait_for_stream(const char* what);
+  // Waits until `stream` has run everything enqueued on it so far.
+  void wait_for_stream(cudaStream_t stream, const char* what);
+  // Before a blocking collective: the compute stream waits for the started ones still running.
+  void order_after_started();
   void check_usable(const char* what) const;
   // Aborts the communicator and throws a dape::Error: `what` failed because of `why`.
   [[noreturn]] void abort_and_fail(const char* what, const std::string& why);
@@ -115,6 +150,8 @@ class NcclCommunicator final : public Communicator {
   int device_ = 0;
   int rank_ = 0, size_ = 1;
   bool aborted_ = false;
+  // Declared last: destroyed after the destructor has finalized the NCCL communicator.
+  OwnStream own_;
 };
 
 }  // namespace dape

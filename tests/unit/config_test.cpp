@@ -5,6 +5,7 @@
 
 #include "common/check.h"
 #include "core/config/config.h"
+#include "kernels/cuda_device.h"
 #include "tests/unit/test_util.h"
 
 namespace dape {
@@ -162,6 +163,67 @@ TEST_F(ConfigTest, ShippedConfigsLoadAndValidate) {
   EXPECT_EQ(kd.msg.model().dape().mlp_width(), 32);
   EXPECT_EQ(kd.msg.model().layers(), 12);
   EXPECT_EQ(kd.msg.train().steps(), 50000);
+}
+
+TEST_F(ConfigTest, DeviceAndPrecisionDefaultToCpuAndBf16) {
+  LoadedConfig c = load_config(write("a.pbtxt", ""));
+  EXPECT_EQ(c.msg.train().device(), "cpu");
+  EXPECT_EQ(c.msg.train().precision(), "bf16");
+  EXPECT_NO_THROW(validate_config(c));
+  const std::string text = resolved_text(c.msg);
+  EXPECT_NE(text.find("device: \"cpu\""), std::string::npos) << text;
+  EXPECT_NE(text.find("precision: \"bf16\""), std::string::npos) << text;
+  LoadedConfig fp32 = load_config(write("b.pbtxt", "train { precision: \"fp32\" }\n"));
+  EXPECT_NO_THROW(validate_config(fp32));
+}
+
+TEST_F(ConfigTest, UnknownDeviceNamesFieldValueAndChoices) {
+  auto p = write("dev.pbtxt", "train {\n  device: \"gpu\"\n}\n");
+  LoadedConfig c = load_config(p);
+  const std::string msg = error_of([&] { validate_config(c); });
+  EXPECT_NE(msg.find(p + ":2: train.device: 'gpu' is not one of cpu|cuda"), std::string::npos)
+      << msg;
+  for (const char* bad : {"CPU", "cuda:0", ""}) {
+    LoadedConfig o = load_config(write("a.pbtxt", ""), {std::string("train.device=") + bad});
+    const std::string m = error_of([&] { validate_config(o); });
+    EXPECT_NE(m.find(std::string("train.device: '") + bad + "' is not one of cpu|cuda"),
+              std::string::npos)
+        << m;
+  }
+}
+
+TEST_F(ConfigTest, UnknownPrecisionNamesFieldValueAndChoices) {
+  for (const char* bad : {"fp16", "BF16", "tf32", ""}) {
+    LoadedConfig c = load_config(write("a.pbtxt", ""), {std::string("train.precision=") + bad});
+    const std::string msg = error_of([&] { validate_config(c); });
+    EXPECT_NE(msg.find(std::string("--set train.precision=") + bad + ": train.precision: '" + bad +
+                       "' is not one of bf16|fp32"),
+              std::string::npos)
+        << msg;
+  }
+  // Refused whatever the device: a config is checked before it reaches a GPU.
+  LoadedConfig cuda =
+      load_config(write("a.pbtxt", ""), {"train.device=cuda", "train.precision=int8"});
+  EXPECT_NE(error_of([&] { validate_config(cuda); }).find("train.precision: 'int8'"),
+            std::string::npos);
+}
+
+// A build without CUDA refuses device cuda with the reason; a build with CUDA accepts it without
+// a device present (a config for a GPU job can be checked anywhere; the run itself needs one).
+TEST_F(ConfigTest, DeviceCudaNeedsABuildWithCuda) {
+  auto p = write("gpu.pbtxt", "train {\n  device: \"cuda\"\n  precision: \"fp32\"\n}\n");
+  LoadedConfig c = load_config(p);
+  const CudaDevices cuda = query_cuda_devices();
+  if (cuda.built_with_cuda) {
+    EXPECT_NO_THROW(validate_config(c));
+  } else {
+    const std::string msg = error_of([&] { validate_config(c); });
+    EXPECT_NE(msg.find(p + ":2: train.device: 'cuda' cannot be used: " + cuda.reason),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("no CUDA backend"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--device cpu"), std::string::npos) << msg;
+  }
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "parallel/comm.h"
+#include "parallel/device_communicator.h"
 #include "parallel/launcher_placement.h"
 #include "parallel/topology.h"
 #include "tests/unit/test_util.h"
@@ -220,6 +221,29 @@ TEST(LocalCommunicator, AdditionsOverOneRank) {
   EXPECT_EQ(g.dp->size(), 1);
   EXPECT_EQ(g.topo.world_size, 1);
   expect_error([&] { make_parallel_groups(one, 2); }, {"divide the 1 ranks"});
+}
+
+// With tensors on a CUDA device, groups of more than one rank run over NCCL; a group of one keeps
+// its host communicator, so a single-GPU run never starts NCCL (nothing here touches the stream).
+TEST(ParallelGroups, GroupsOfOneKeepTheHostCommunicatorOnADevice) {
+  LocalCommunicator one;
+  int not_a_stream = 0;
+  ParallelGroups g = make_parallel_groups(one, 1, &not_a_stream);
+  EXPECT_EQ(g.tp->size(), 1);
+  EXPECT_EQ(g.dp->size(), 1);
+  EXPECT_EQ(g.tp->name(), "local");
+  EXPECT_EQ(g.dp->name(), "local");
+}
+
+TEST(DeviceCommunicator, NeedsABuildWithCuda) {
+#if defined(DAPE_WITH_CUDA)
+  GTEST_SKIP() << "skipped: this build has CUDA; tests/gpu/nccl_communicator_test.cpp covers it";
+#else
+  int not_a_stream = 0;
+  expect_error(
+      [&] { make_device_communicator(std::make_unique<LocalCommunicator>(), &not_a_stream); },
+      {"need NCCL", "no CUDA backend"});
+#endif
 }
 
 }  // namespace
