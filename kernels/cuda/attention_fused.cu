@@ -27,15 +27,19 @@
  * Shared memory. The planner (attention_tiling.h) fits the layout into the device's opt-in limit
  * (163 KB on sm_80, 227 KB on sm_90), preferring one head group, then 8 or 4 heads staged at a
  * time and f's hidden layer over 256 or 128 pairs at once. At H = 12, D = 64, W = 32 (the
- * paper's model), the layouts come to (KB; groups × staged heads × f pairs):
+ * paper's model; ALiBi, FIRE within 4 KB of it), the layouts come to (KB; head groups × staged
+ * heads × pairs per pass of f):
  *                forward              dq                    dk/dv
- *   fp32, sm_80  150  (1 × 8 × 128)   152  (2 × 8 × 128)    153  (2 × 8 × 128)
- *   fp32, sm_90  182  (1 × 8 × 256)   226  (1 × 8 × 128)    157  (2 × 8 × 256)
- *   bf16, sm_80  149  (1 × 8 × 128)   156  (2 × 4 × 128)    147  (2 × 8 × 128)
- *   bf16, sm_90  213  (1 × 8 × 256)   209  (1 × 8 × 128)    219  (1 × 8 × 128)
- * The biggest items are the [2H, 256] float tile X = [S; B] (32 KB at H = 12), f's hidden layer
- * and its gradient ([pairs, W] floats) and the accumulators (O, dq, or dk and dv: [heads, 16, D]
- * floats, 48 KB each at H = 12, D = 64).
+ *   fp32, sm_80  153  (1 × 4 × 128)   158  (1 × 2 × 64)     152  (2 × 2 × 64)
+ *   fp32, sm_90  201  (1 × 8 × 256)   222  (1 × 8 × 128)    216  (1 × 4 × 64)
+ *   bf16, sm_80  156  (1 × 4 × 128)   152  (1 × 2 × 32)     161  (2 × 2 × 64)
+ *   bf16, sm_90  204  (1 × 8 × 256)   221  (1 × 8 × 128)    223  (1 × 4 × 64)
+ * The biggest items are the [2H, 256] float tile X = [S; B] (32 KB at H = 12), the logits, P, dP
+ * and dA of the tile ([heads, 256] floats), f's hidden layer and its gradient ([pairs, W]
+ * floats) and the accumulators (O, dq, or dk and dv: [heads, 16, D] floats, 48 KB each at
+ * H = 12, D = 64); bf16 mode adds bf16 copies of the GEMM operands. Only the largest backward
+ * shapes (H = 32, D = 128, W = 64) do not fit sm_80 and are refused there with a message. One
+ * block of 256 threads per SM.
  *
  * Precision. fp32 mode runs every GEMM on CUDA cores in float; bf16 mode runs them on tensor
  * cores (nvcuda::wmma, bf16 operands, fp32 accumulation). In both, softmax statistics, f's and
@@ -56,8 +60,10 @@ namespace {
 
 namespace tiling = dape::attention_tiling;
 
+// One block per SM (shared memory allows no more at the paper's shapes): __launch_bounds__ says
+// so, which lets ptxas use the registers it needs instead of spilling.
 template <class Mode>
-__global__ void __launch_bounds__(tiling::kThreads)
+__global__ void __launch_bounds__(tiling::kThreads, 1)
     attention_forward_kernel(const __grid_constant__ AttentionKernelParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
   tile::forward_block<Mode>(tile::DeviceBlock{}, p, smem, static_cast<int>(blockIdx.x),
@@ -65,7 +71,7 @@ __global__ void __launch_bounds__(tiling::kThreads)
 }
 
 template <class Mode>
-__global__ void __launch_bounds__(tiling::kThreads)
+__global__ void __launch_bounds__(tiling::kThreads, 1)
     attention_dq_kernel(const __grid_constant__ AttentionKernelParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
   tile::dq_block<Mode>(tile::DeviceBlock{}, p, smem, static_cast<int>(blockIdx.x),
@@ -73,7 +79,7 @@ __global__ void __launch_bounds__(tiling::kThreads)
 }
 
 template <class Mode>
-__global__ void __launch_bounds__(tiling::kThreads)
+__global__ void __launch_bounds__(tiling::kThreads, 1)
     attention_dkdv_kernel(const __grid_constant__ AttentionKernelParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
   tile::dkdv_block<Mode>(tile::DeviceBlock{}, p, smem, static_cast<int>(blockIdx.x),

@@ -395,9 +395,9 @@ DAPE_TILE void forward_block(const Block& blk, const AttentionKernelParams& p, u
         if (n == 0) {
           for (int c = 0; c < kRows; ++c) row[c] = 0.0f;
         } else {
-          float row_max = row[0];
-          for (int c = 1; c < n; ++c) row_max = fmaxf(row_max, row[c]);
-          const float m_old = s.row_max[item_row], m_new = fmaxf(m_old, row_max);
+          float tile_max = row[0];
+          for (int c = 1; c < n; ++c) tile_max = fmaxf(tile_max, row[c]);
+          const float m_old = s.row_max[item_row], m_new = fmaxf(m_old, tile_max);
           float sum = 0.0f;
           for (int i = 0; i < kRows; ++i) {
             const int c = (i + r) % kRows;  // rotated: the rows' threads hit different banks
@@ -531,8 +531,8 @@ DAPE_TILE void tile_backward(const Block& blk, const AttentionKernelParams& p,
       }
       if (recompute) f_hidden<Mode>(blk, p, L, s, c0, false);
       const Operand<Op> da = da_chunk<Mode>(s, L, c0);
-      if (grads) {  // dW2[la][w] += Σ_p dA[la][c0 + p] · act[p][w], float operands
-        tile_gemm<RowMajor, RowMajor>(blk, 1, L.Ap, L.Wp, L.chunk, da_chunk<Mode>(s, L, c0),
+      if (grads) {  // dW2[la][w] += Σ_p dA[la][c0 + p] · act[p][w]
+        tile_gemm<RowMajor, RowMajor>(blk, 1, L.Ap, L.Wp, L.chunk, da,
                                       Operand<Op>{s.actop, L.Wp, 0}, Result{s.dw2, L.Wp, 0, false},
                                       true);
       }
@@ -548,7 +548,7 @@ DAPE_TILE void tile_backward(const Block& blk, const AttentionKernelParams& p,
         }
       });
       blk.sync();
-      if (grads) {  // dW1[w][f] += Σ_p dZ[p][w] · X[f][c0 + p], float operands; db1[w] += Σ_p dZ
+      if (grads) {  // dW1[w][f] += Σ_p dZ[p][w] · X[f][c0 + p]; db1[w] += Σ_p dZ[p][w]
         tile_gemm<ColMajor, ColMajor>(blk, 1, L.Wp, L.Hp2, L.chunk, Operand<Op>{s.dzop, L.Wp, 0},
                                       x_chunk<Mode>(s, L, c0), Result{s.dw1, L.Hp2, 0, false},
                                       true);
