@@ -6,7 +6,11 @@
 // shared-memory limits small enough to force several head groups, chunks of f and few staged
 // heads; with the threads of every phase run last-to-first too (a read of another thread's write
 // within a phase would change the results); and in bf16 mode, whose tensor-core GEMMs the host
-// replaces by the same products of bf16 values summed in float.
+// replaces by the same products of bf16 values summed in float, and whose data flow is checked
+// exactly with float values in bf16's buffers (ExactBf16Mode).
+//
+// What the host cannot show: the tensor-core fragments themselves (nvcuda::wmma loads, stores
+// and layouts in tile_gemm), DeviceBlock, and the launches; those run only on a GPU.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -384,7 +388,7 @@ TEST(EmulatedCudaAttention, SmallSharedMemoryLayoutsGiveTheSameResults) {
 }
 
 // Within a phase no thread reads what another writes: running every phase's threads in reverse
-// order gives bitwise the same results (and a second run the same again).
+// order gives bitwise the same results.
 TEST(EmulatedCudaAttention, ThreadOrderDoesNotMatter) {
   for (const auto& base : every_scheme(2, 21, 3, 8)) {
     for (bool bf16 : {false, true}) {
@@ -400,12 +404,10 @@ TEST(EmulatedCudaAttention, ThreadOrderDoesNotMatter) {
       reverse_order.reversed = true;
       const auto a = emulated(p, forward_order);
       const auto b = emulated(p, reverse_order);
-      const auto again = emulated(p, forward_order);
       const std::string what = c.name() + (bf16 ? " bf16" : " fp32");
       EXPECT_EQ(a.out, b.out) << what;
       EXPECT_EQ(a.lse, b.lse) << what;
       EXPECT_EQ(a.grads, b.grads) << what;
-      EXPECT_EQ(a.grads, again.grads) << what;
     }
   }
 }
