@@ -18,8 +18,8 @@ void check_attention_arguments(const AttentionInputs& in);
 
 void attention_fused_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                              bool bf16, cudaStream_t stream);
-// Temporary device memory (per-block partial sums of the parameter gradients, the row sums
-// D_i = dout_i · out_i) is taken from and returned to the stream-ordered allocator.
+// Temporary device memory (per-block partial sums of the parameter gradients) is taken from and
+// returned to the stream-ordered allocator.
 void attention_fused_backward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                               const Tensor& dout, const AttentionGrads& grads, bool bf16,
                               cudaStream_t stream);
