@@ -1,0 +1,286 @@
+/*
+ * The fused CUDA attention against the CPU reference, and against itself.
+ *
+ * Every case (tests/gpu/attention_run.h) runs once on the materialized CPU reference in double
+ * (CpuOps(f64), the oracle: its own rounding is far below the tolerances, so they bound the
+ * CUDA kernel's error alone) and twice on CUDA's fused kernel in each precision. Each output
+ * (out, lse) and each gradient (dq, dk, dv and every learned parameter's, accumulated onto a
+ * non-zero start) must satisfy max |cuda − cpu| / max |cpu| ≤
+ *   1e-4 in fp32: float rounding of softmax statistics and of sums over up to 1000 keys (the
+ *        golden files' tolerance);
+ *   2e-2 in bf16: the tile GEMMs (Q·Kᵀ, P·V and f on tensor cores) see operands rounded to
+ *        8 mantissa bits, 2⁻⁹ relative each, through two GEMMs in a row for f;
+ * the two CUDA runs must agree bit for bit, and backward must write every element of dq, dk, dv
+ * and nothing outside them.
+ *
+ * Cases: every scheme (none, alibi, kerple, fire; rope through the rope op) with and without
+ * DAPE, at N ∈ {1, 2, 63, 64, 65, 127} for (H, D) = (3, 32) and (12, 64), at N = 1000, with mixed
+ * H and D; decoding (kv_len > seq_len, keys in a cache with its own strides); a local head range
+ * (tensor parallelism); arbitrary strides. Then the shared golden files, in fp32.
+ */
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "core/golden/attention_golden.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "tests/gpu/attention_run.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace dape {
+namespace {
+
+using gpu_test::AttentionCase;
+using gpu_test::AttentionLayout;
+using gpu_test::AttentionResult;
+using gpu_test::AttentionRun;
+
+constexpr double kFp32Tol = 1e-4;
+constexpr double kBf16Tol = 2e-2;
+
+struct Backend {
+  CudaPrecision precision;
+  double tol;
+};
+const std::vector<Backend> kBothPrecisions = {{CudaPrecision::fp32, kFp32Tol},
+                                              {CudaPrecision::bf16, kBf16Tol}};
+
+// Compares one CUDA result with the reference; returns "worst error (tensor)" for the log.
+std::string compare(const AttentionResult& got, const AttentionResult& ref, double tol,
+                    const std::string& what) {
+  double worst = 0;
+  std::string worst_name;
+  auto one = [&](const std::vector<double>& g, const std::vector<double>& r,
+                 const std::string& name) {
+    const double e = gpu_test::expect_close(g, r, tol, what + " " + name);
+    if (e >= worst) {
+      worst = e;
+      worst_name = name;
+    }
+  };
+  one(got.out, ref.out, "out");
+  one(got.lse, ref.lse, "lse");
+  EXPECT_EQ(got.grads.size(), ref.grads.size()) << what;
+  for (const auto& [name, r] : ref.grads) {
+    const auto it = got.grads.find(name);
+    if (it == got.grads.end()) {
+      ADD_FAILURE() << what << ": no gradient " << name;
+      continue;
+    }
+    one(it->second, r, "d" + name);
+  }
+  EXPECT_EQ(got.layout_violation, "") << what;
+  return fmt::format("{:.2e} ({})", worst, worst_name);
+}
+
+void expect_same_bits(const AttentionResult& a, const AttentionResult& b, const std::string& what) {
+  gpu_test::expect_bitwise_equal(a.out, b.out, what + " out");
+  gpu_test::expect_bitwise_equal(a.lse, b.lse, what + " lse");
+  for (const auto& [name, g] : a.grads) {
+    const auto it = b.grads.find(name);
+    ASSERT_NE(it, b.grads.end()) << what << " d" << name;
+    gpu_test::expect_bitwise_equal(g, it->second, what + " d" + name);
+  }
+}
+
+// Runs every case on the CPU reference once and on CUDA (twice) in each of `backends`.
+void check_cases(const std::vector<AttentionCase>& cases, const std::vector<Backend>& backends) {
+  CpuOps cpu(DType::f64);
+  std::vector<std::unique_ptr<Ops>> cuda;
+  for (const Backend& b : backends) cuda.push_back(gpu_test::cuda_ops(b.precision));
+  for (const AttentionCase& c : cases) {
+    SCOPED_TRACE(c.name());
+    const AttentionRun run(c, 1000);
+    const AttentionResult ref = run.run(cpu, AttentionImpl::reference);
+    ASSERT_EQ(ref.layout_violation, "") << "the CPU reference";
+    std::string line = fmt::format("  {:<44}", c.name());
+    for (size_t i = 0; i < backends.size(); ++i) {
+      const std::string what =
+          fmt::format("{} {}", c.name(), cuda_precision_name(backends[i].precision));
+      const AttentionResult first = run.run(*cuda[i], AttentionImpl::fused);
+      const AttentionResult second = run.run(*cuda[i], AttentionImpl::fused);
+      line += fmt::format(" {} {}", cuda_precision_name(backends[i].precision),
+                          compare(first, ref, backends[i].tol, what));
+      expect_same_bits(first, second, what);
+    }
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+}
+
+struct SchemeCase {
+  PositionScheme scheme;
+  bool dape;
+};
+
+std::string scheme_case_label(const SchemeCase& c) {
+  return std::string(position_scheme_name(c.scheme)) + (c.dape ? "_dape" : "");
+}
+
+// gtest prints a case (and CTest's test names show it) by its label.
+void PrintTo(const SchemeCase& c, std::ostream* os) {
+  *os << scheme_case_label(c);
+}
+
+std::string scheme_case_name(const ::testing::TestParamInfo<SchemeCase>& info) {
+  return scheme_case_label(info.param);
+}
+
+class CudaAttention : public ::testing::TestWithParam<SchemeCase> {};
+
+TEST_P(CudaAttention, MatchesCpuReferenceAcrossLengths) {
+  DAPE_SKIP_WITHOUT_CUDA();
+  std::vector<AttentionCase> cases;
+  for (auto [H, D] : {std::pair{3, 32}, std::pair{12, 64}})
+    for (int N : {1, 2, 63, 64, 65, 127}) {
+      AttentionCase c;
+      c.scheme = GetParam().scheme;
+      c.dape = GetParam().dape;
+      c.B = 2;
+      c.N = N;
+      c.H = H;
+      c.D = D;
+      cases.push_back(c);
+    }
+  check_cases(cases, kBothPrecisions);
+}
+
+TEST_P(CudaAttention, MatchesCpuReferenceAtLength1000) {
+  DAPE_SKIP_WITHOUT_CUDA();
+  AttentionCase c;
+  c.scheme = GetParam().scheme;
+  c.dape = GetParam().dape;
+  c.B = 1;
+  c.N = 1000;
+  c.H = 12;
+  c.D = 64;
+  check_cases({c}, kBothPrecisions);
+}
+
+INSTANTIATE_TEST_SUITE_P(Schemes, CudaAttention,
+                         ::testing::Values(SchemeCase{PositionScheme::none, false},
+                                           SchemeCase{PositionScheme::none, true},
+                                           SchemeCase{PositionScheme::alibi, false},
+                                           SchemeCase{PositionScheme::alibi, true},
+                                           SchemeCase{PositionScheme::kerple, false},
+                                           SchemeCase{PositionScheme::kerple, true},
+                                           SchemeCase{PositionScheme::fire, false},
+                                           SchemeCase{PositionScheme::fire, true},
+                                           SchemeCase{PositionScheme::rope, false},
+                                           SchemeCase{PositionScheme::rope, true}),
+                         scheme_case_name);
+
+AttentionCase make_case(PositionScheme scheme, bool dape, int B, int N, int H, int D) {
+  AttentionCase c;
+  c.scheme = scheme;
+  c.dape = dape;
+  c.B = B;
+  c.N = N;
+  c.H = H;
+  c.D = D;
+  return c;
+}
+
+TEST(CudaAttentionShapes, MixedHeadsAndHeadDims) {
+  DAPE_SKIP_WITHOUT_CUDA();
+  check_cases({make_case(PositionScheme::kerple, true, 2, 65, 12, 32),
+               make_case(PositionScheme::fire, true, 2, 127, 3, 64),
+               make_case(PositionScheme::alibi, true, 3, 100, 12, 32),
+               make_case(PositionScheme::none, false, 1, 200, 3, 64)},
+              kBothPrecisions);
+}
+
+// Decoding with a KV cache: 1 new token over a long context, a chunk of new tokens, a prompt
+// longer than one tile; keys in [B, capacity, H, D] buffers.
+TEST(CudaAttentionShapes, DecodingWithMoreKeysThanQueries) {
+  DAPE_SKIP_WITHOUT_CUDA();
+  std::vector<AttentionCase> cases;
+  for (auto [scheme, dape, N, M] : {std::tuple{PositionScheme::kerple, true, 1, 1000},
+                                    std::tuple{PositionScheme::rope, true, 7, 130},
+                                    std::tuple{PositionScheme::fire, true, 64, 200},
+                                    std::tuple{PositionScheme::alibi, false, 1, 65},
+                                    std::tuple{PositionScheme::none, true, 3, 64}}) {
+    AttentionCase c = make_case(scheme, dape, 2, N, 12, 64);
+    c.M = M;
+    c.layout = AttentionLayout::kv_cache;
+    cases.push_back(c);
+  }
+  check_cases(cases, kBothPrecisions);
+}
+
+// Tensor parallelism: q and k of all 12 heads, v, out, lse and dv of the local heads only; dq,
+// dk and the parameter gradients are this call's share.
+TEST(CudaAttentionShapes, LocalHeadRange) {
+  DAPE_SKIP_WITHOUT_CUDA();
+  std::vector<AttentionCase> cases;
+  for (auto [scheme, dape, begin, count] :
+       {std::tuple{PositionScheme::kerple, true, 4, 4},
+        std::tuple{PositionScheme::fire, true, 0, 3}, std::tuple{PositionScheme::rope, true, 9, 3},
+        std::tuple{PositionScheme::alibi, false, 6, 6}}) {
+    AttentionCase c = make_case(scheme, dape, 2, 127, 12, 64);
+    c.layout = AttentionLayout::tensor_parallel;
+    c.head_begin = begin;
+    c.local_heads = count;
+    cases.push_back(c);
+  }
+  // A head range in the training layout and in a cache (decoding under tensor parallelism).
+  AttentionCase t = make_case(PositionScheme::kerple, true, 2, 65, 12, 32);
+  t.head_begin = 3;
+  t.local_heads = 6;
+  cases.push_back(t);
+  AttentionCase d = make_case(PositionScheme::alibi, true, 2, 5, 12, 64);
+  d.M = 100;
+  d.layout = AttentionLayout::kv_cache;
+  d.head_begin = 8;
+  d.local_heads = 4;
+  cases.push_back(d);
+  check_cases(cases, kBothPrecisions);
+}
+
+// Row strides that are not a multiple of anything and padding rows between sequences: the
+// interface allows any strides, and the kernel must either honour them or refuse them (an
+// error, which fails this test and says what is unsupported).
+TEST(CudaAttentionShapes, ArbitraryStrides) {
+  DAPE_SKIP_WITHOUT_CUDA();
+  std::vector<AttentionCase> cases;
+  AttentionCase a = make_case(PositionScheme::kerple, true, 2, 65, 3, 32);
+  a.layout = AttentionLayout::odd_strides;
+  cases.push_back(a);
+  AttentionCase b = make_case(PositionScheme::fire, true, 2, 9, 3, 32);
+  b.layout = AttentionLayout::odd_strides;
+  b.M = 70;
+  cases.push_back(b);
+  check_cases(cases, {{CudaPrecision::fp32, kFp32Tol}});
+}
+
+// ---- the shared golden files ------------------------------------------------------------------
+
+std::vector<std::string> golden_files() {
+  std::vector<std::string> files;
+  for (const char* dir : {"/tests/data/golden", "/tests/data/golden/pytorch"})
+    for (const auto& e : std::filesystem::directory_iterator(std::string(DAPE_SOURCE_DIR) + dir))
+      if (e.is_regular_file() && e.path().extension() == ".safetensors")
+        files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+TEST(CudaAttentionGolden, EveryFilePassesInFp32) {
+  DAPE_SKIP_WITHOUT_CUDA();
+  const auto files = golden_files();
+  // 11 files of the independent float64 implementation, 10 of PyTorch's.
+  ASSERT_GE(files.size(), 21u);
+  auto ops = gpu_test::cuda_ops(CudaPrecision::fp32);
+  for (const auto& f : files) {
+    const GoldenResult r = check_attention_golden(f, *ops, AttentionImpl::fused);
+    EXPECT_TRUE(r.pass) << format_golden_result(r);
+    std::printf("%s %s\n", r.pass ? "pass" : "FAIL", f.c_str());
+  }
+}
+
+}  // namespace
+}  // namespace dape
