@@ -10,8 +10,10 @@
  *                   float error of zero may move differently on the two backends (its effect on
  *                   the loss is second order, but the models are no longer identical);
  *   gradient norm   ≤ 1e-5 relative at step 1;
- *   each parameter's gradient ≤ 1e-4 of its own largest magnitude at step 1 (sums over every
- *                   token, and f's and the bias's gradients over every query/key pair).
+ *   each parameter's gradient ≤ 1e-4 of the largest gradient of its module at step 1 (sums over
+ *                   every token, and f's and the bias's gradients over every query/key pair; a
+ *                   module's scale because some gradients are zero analytically — f's b2, the
+ *                   key bias — and hold only rounding noise).
  * For every position scheme with and without DAPE on the tiny model of the unit tests, and on a
  * larger model with the demo's scheme (Kerple + DAPE, W = 32) at realistic initialization.
  *
@@ -21,7 +23,9 @@
  */
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -104,12 +108,23 @@ void compare_training(ModelSpec spec, bool randomize, int batch, int seq_len, do
           << "gradient norm: cuda " << got.grad_norm << ", cpu " << ref.grad_norm;
       double worst = 0;
       std::string worst_name;
+      // Each gradient against the largest of its module's ("layers.0.attn.dape" for
+      // "layers.0.attn.dape.b2"): some are zero analytically (f's b2, the key bias), their
+      // values rounding noise of sums that cancel.
+      auto module = [](const std::string& name) { return name.substr(0, name.rfind('.')); };
+      auto slice = [](const std::vector<double>& all, const ParamView& v) {
+        const auto begin = all.begin() + v.offset;
+        return std::vector<double>(begin, begin + v.spec.shape.numel());
+      };
+      std::map<std::string, double> module_scale;
       for (const auto& v : on_cpu.params().views()) {
-        const auto begin = static_cast<size_t>(v.offset);
-        const auto end = begin + static_cast<size_t>(v.spec.shape.numel());
-        const std::vector<double> r(ref.grads.begin() + begin, ref.grads.begin() + end);
-        const std::vector<double> g(got.grads.begin() + begin, got.grads.begin() + end);
-        const double e = gpu_test::expect_close(g, r, kGradTol, "gradient of " + v.spec.name);
+        double& scale = module_scale[module(v.spec.name)];
+        scale = std::max(scale, gpu_test::max_finite_abs(slice(ref.grads, v)));
+      }
+      for (const auto& v : on_cpu.params().views()) {
+        const double e =
+            gpu_test::expect_close(slice(got.grads, v), slice(ref.grads, v), kGradTol,
+                                   "gradient of " + v.spec.name, module_scale[module(v.spec.name)]);
         if (e >= worst) {
           worst = e;
           worst_name = v.spec.name;
