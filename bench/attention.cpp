@@ -179,7 +179,7 @@ int bench(Options o) {
       4.0 * o.H * o.D +
       (o.no_dape ? 0.0 : 2.0 * (2.0 * o.H * o.W + static_cast<double>(o.W) * o.H));
   const std::string batch =
-      o.tokens > 0 ? fmt::format("{}/N tokens", o.tokens) : std::to_string(o.B);
+      o.tokens > 0 ? fmt::format("{} tokens/N", o.tokens) : std::to_string(o.B);
   if (o.cuda()) {
     const std::string devices = query_cuda_devices().description;
     std::printf("attention %s%s, B=%s H=%d D=%d%s, cuda %s, %s\n", o.scheme.c_str(),
