@@ -163,12 +163,12 @@ class AttentionRun {
 
     std::map<std::string, DeviceBuffer> params, pgrads;
     auto param = [&](const char* name) -> Tensor {
-      params[name] = make(ops, {static_cast<int64_t>(values.at(name).size())}, values.at(name));
+      params[name] = make(ops, param_shape(name), values.at(name));
       return params[name];
     };
     auto pgrad = [&](const char* name) -> Tensor {
-      const auto n = static_cast<int64_t>(values.at(name).size());
-      pgrads[name] = make(ops, {n}, std::vector<double>(static_cast<size_t>(n), grad_init));
+      pgrads[name] =
+          make(ops, param_shape(name), std::vector<double>(values.at(name).size(), grad_init));
       return pgrads[name];
     };
 
@@ -270,6 +270,19 @@ class AttentionRun {
     int64_t col = 0, row = 0, batch = 0;
   };
 
+  // A learned parameter's shape, as the model registers it (weights (out, in) like PyTorch's).
+  Shape param_shape(const std::string& n) const {
+    const int64_t H = c_.H, W = c_.W, G = c_.G;
+    if (n == "fire_c" || n == "fire_L_multiplier") return Shape{1};
+    if (n == "fire_w1") return Shape{G, 1};
+    if (n == "fire_b1") return Shape{G};
+    if (n == "fire_w2") return Shape{H, G};
+    if (n == "dape_w1") return Shape{W, 2 * H};
+    if (n == "dape_b1") return Shape{W};
+    if (n == "dape_w2") return Shape{H, W};
+    return Shape{H};  // kerple_p, kerple_a, fire_b2, dape_b2
+  }
+
   int64_t index(const Placement& p, int b, int row, int64_t e) const {
     return b * p.batch + row * p.row + p.col + e;
   }
@@ -336,7 +349,6 @@ class AttentionRun {
       AttentionShape s{c.B, c.N, c.H, c.D, q_.row};
       return apply(q, k, s, 0);
     }
-    const int64_t HD = int64_t{c.H} * c.D;
     struct Part {
       const Tensor* x;
       int rows;
@@ -347,10 +359,10 @@ class AttentionRun {
       DeviceBuffer partner = ops.float_buffer({part.rows * part.p.row});
       ops.fill(partner, 0.0);
       const DType t = part.x->dtype;
-      const Tensor partner_view(partner.tensor().data, t, Shape{part.rows, HD});
+      const Tensor partner_view(partner.tensor().data, t, Shape{1, part.rows, c.H, c.D});
       for (int b = 0; b < c.B; ++b) {
         const Tensor seq(static_cast<char*>(part.x->data) + b * part.p.batch * dtype_size(t), t,
-                         Shape{part.rows, HD});
+                         Shape{1, part.rows, c.H, c.D});
         apply(seq, partner_view, AttentionShape{1, part.rows, c.H, c.D, part.p.row}, part.pos);
       }
     }
