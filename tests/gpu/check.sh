@@ -9,7 +9,8 @@
 #   nvidia-smi        the device, driver and CUDA version                    (nvidia-smi.txt)
 #   configure         Release, -DDAPE_WERROR=ON, CUDA on, one architecture   (configure.log)
 #   build             dape, dape_gpu_tests, bench/attention, bench/train_step (build.log)
-#   gpu tests         ctest -L gpu; any test that skips is a failure here     (gpu_tests.log)
+#   gpu tests         ctest -L gpu; any test that skips is a failure here     (gpu_tests.log;
+#                     every test's own output, with the errors it measured: gpu_tests.xml)
 #   bench attention   fused kernel, H=12 D=64 W=32 Kerple, N = 512, 2048, 8192 at 16384 tokens,
 #                     with and without DAPE, fp32 and bf16                    (bench_attention.log)
 #   bench train_step  the paper's 125M DAPE-Kerple model at length 512, bf16: tokens/s, MFU
@@ -147,7 +148,7 @@ if [ "$built" -eq 1 ]; then
   # hangs fails alone.
   if run_stage "gpu tests" "$LIMIT_TESTS" gpu_tests.log \
     env OMP_NUM_THREADS=4 ctest --test-dir "$BUILD" -L gpu --output-on-failure -j 4 \
-    --timeout "$LIMIT_TEST_EACH"; then
+    --timeout "$LIMIT_TEST_EACH" --output-junit "$OUT/gpu_tests.xml"; then
     # On a GPU machine every GPU test must run: a skip means the device was not usable.
     skipped=$(grep -c '\*\*\*Skipped' "$OUT/gpu_tests.log" || true)
     if [ "$skipped" -gt 0 ]; then
