@@ -114,11 +114,12 @@ class AttentionRun {
       values["fire_w2"] = random_floats(static_cast<size_t>(c.H) * c.G, seed + 11, -0.5, 0.5);
       values["fire_b2"] = random_floats(c.H, seed + 12, -0.5, 0.5);
     }
-    if (c.dape) {
-      values["dape_w1"] = random_floats(static_cast<size_t>(c.W) * 2 * c.H, seed + 13, -0.5, 0.5);
-      values["dape_b1"] = random_floats(c.W, seed + 14, -0.5, 0.5);
-      values["dape_w2"] = random_floats(static_cast<size_t>(c.H) * c.W, seed + 15, -0.5, 0.5);
-      values["dape_b2"] = random_floats(c.H, seed + 16, -0.5, 0.5);
+    if (c.dape) {  // f at the model's initial scale: PyTorch's U(±1/sqrt(fan_in))
+      const double a1 = 1 / std::sqrt(2.0 * c.H), a2 = 1 / std::sqrt(static_cast<double>(c.W));
+      values["dape_w1"] = random_floats(static_cast<size_t>(c.W) * 2 * c.H, seed + 13, -a1, a1);
+      values["dape_b1"] = random_floats(c.W, seed + 14, -a1, a1);
+      values["dape_w2"] = random_floats(static_cast<size_t>(c.H) * c.W, seed + 15, -a2, a2);
+      values["dape_b2"] = random_floats(c.H, seed + 16, -a2, a2);
     }
     place();
   }

@@ -7,18 +7,30 @@
  * (out, lse) and each gradient (dq, dk, dv and every learned parameter's, accumulated onto a
  * non-zero start) is measured element by element against the reference's largest magnitude,
  * |cuda − cpu| / max |cpu| (a gradient against the largest of its group: dq, dk, dv together, and
- * each learned component's, see compare()), and must have
- *   fp32: root mean square ≤ 1e-4 and largest ≤ 1e-3. 1e-4 is the golden files' tolerance: float
- *         rounding of the softmax statistics and of sums over up to 1000 keys. The largest error
- *         may exceed it where no float computation can do better, which the CPU's own float
- *         kernels show (both reach 4e-4 there against double): a LeakyReLU unit of f whose input
- *         is within float rounding of 0 takes the other branch (at N = 1000, 16M evaluations of
- *         f's 32 units make one or two such flips likely), and logits of magnitude ~1000 (ALiBi's
- *         bias at distance 1000 through f) carry an absolute rounding of 6e-5;
- *   bf16: root mean square ≤ 2e-2 and largest ≤ 1e-1: the tile GEMMs (Q·Kᵀ, P·V and f on tensor
- *         cores) see operands rounded to 8 mantissa bits, 2⁻⁹ relative each, through two GEMMs
- *         in a row for f, whose inputs include the bias (rounded by up to 2⁻⁹ of its size);
- * the two CUDA runs must agree bit for bit, and backward must write every element of dq, dk, dv
+ * each learned component's, see compare()), by the root mean square and the largest of these:
+ *
+ *                        activations (out, lse, dq, dk, dv)   parameter gradients
+ *                        rms        largest                   rms        largest
+ *   fp32                 1e-4       1e-3                      3e-4       3e-3
+ *   bf16                 1e-2       5e-2                      1e-1       5e-1
+ *
+ * fp32: 1e-4 is the golden files' tolerance (float rounding of the softmax statistics and of sums
+ * over up to 1000 keys); the cases below stay under 4e-7 rms and 4e-5 largest for activations,
+ * both on the CPU's float kernels and on a host emulation of the CUDA kernel's blocks. Parameter
+ * gradients get more room for one effect no float computation avoids: a LeakyReLU unit of f whose
+ * input is within rounding of 0 takes the other branch, which moves that unit's gradient row by
+ * one pair's term. At N = 1000 (16M evaluations of f's 32 units) that happens a few times: with
+ * NoPE + DAPE both float implementations measured 6e-5 rms and 5.5e-4 largest; elsewhere 1e-6.
+ * bf16: the tile GEMMs (Q·Kᵀ, P·V and f on tensor cores) see operands rounded to 8 mantissa bits,
+ * 2⁻⁹ relative each. Activations measured (emulated kernel) up to 2e-3 rms and 2.8e-2 largest
+ * (ALiBi + DAPE at N = 1000, where the bias reaches −600 and enters f rounded). Parameter
+ * gradients are sums over every pair of terms that cancel (dA sums to zero over each row), so
+ * they are ill-conditioned: rounding just the inputs to bf16 and computing in double moves them
+ * by up to 3.8e-2 rms and 5e-2 largest on these cases; the emulated kernel measured up to 3.7e-2
+ * rms and 1.8e-1 largest. The largest-element bound there only catches gross errors (a sign, a
+ * missing term: errors of order 1); the rms carries the check.
+ *
+ * The two CUDA runs must agree bit for bit, and backward must write every element of dq, dk, dv
  * and nothing outside them.
  *
  * Cases: every scheme (none, alibi, kerple, fire; rope through the rope op) with and without
@@ -48,42 +60,56 @@ using gpu_test::AttentionLayout;
 using gpu_test::AttentionResult;
 using gpu_test::AttentionRun;
 
+struct Tolerance {
+  double rms, max;
+};
 struct Backend {
   CudaPrecision precision;
-  double rms_tol, max_tol;
+  Tolerance activations;  // out, lse, dq, dk, dv
+  Tolerance parameters;   // the learned parameters' gradients
 };
-const Backend kFp32{CudaPrecision::fp32, 1e-4, 1e-3};
-const Backend kBf16{CudaPrecision::bf16, 2e-2, 1e-1};
+const Backend kFp32{CudaPrecision::fp32, {1e-4, 1e-3}, {3e-4, 3e-3}};
+const Backend kBf16{CudaPrecision::bf16, {1e-2, 5e-2}, {1e-1, 5e-1}};
 const std::vector<Backend> kBothPrecisions = {kFp32, kBf16};
 
-// Compares one CUDA result with the reference as described above; returns the worst root mean
-// square and largest errors with their tensors, for the log.
+// The worst errors of one kind of tensor, for the log.
+struct Worst {
+  double rms = 0, max = 0;
+  std::string rms_name, max_name;
+  std::string str() const {
+    return fmt::format("rms {:.1e} ({}) max {:.1e} ({})", rms, rms_name, max, max_name);
+  }
+};
+
+// Compares one CUDA result with the reference as described above; returns the worst errors of
+// the activations and of the parameter gradients, for the log.
 std::string compare(const AttentionResult& got, const AttentionResult& ref, const Backend& b,
                     const std::string& what) {
-  gpu_test::ErrorMeasure worst;
-  std::string worst_rms, worst_max;
+  Worst act, par;
   auto one = [&](const std::vector<double>& g, const std::vector<double>& r,
-                 const std::string& name, double scale) {
+                 const std::string& name, double scale, bool parameter) {
     const gpu_test::ErrorMeasure m = gpu_test::measure_error(g, r, scale);
+    const Tolerance& tol = parameter ? b.parameters : b.activations;
     const std::string where =
         fmt::format("{} {}: {} values, max |cpu| {}{}", what, name, r.size(),
                     gpu_test::max_finite_abs(r), scale > 0 ? fmt::format(", scale {}", scale) : "");
     EXPECT_EQ(g.size(), r.size()) << where;
-    EXPECT_LE(m.rms, b.rms_tol) << where << ": root mean square error " << m.rms;
-    EXPECT_LE(m.max, b.max_tol) << where << ": largest error " << m.max << " at element " << m.worst
-                                << ": cuda " << (m.worst < g.size() ? g[m.worst] : NAN) << ", cpu "
-                                << (m.worst < r.size() ? r[m.worst] : NAN);
-    if (m.rms >= worst.rms) {
-      worst.rms = m.rms;
-      worst_rms = name;
+    EXPECT_LE(m.rms, tol.rms) << where << ": root mean square error " << m.rms;
+    EXPECT_LE(m.max, tol.max) << where << ": largest error " << m.max << " at element " << m.worst
+                              << ": cuda " << (m.worst < g.size() ? g[m.worst] : NAN) << ", cpu "
+                              << (m.worst < r.size() ? r[m.worst] : NAN);
+    Worst& w = parameter ? par : act;
+    if (m.rms >= w.rms) {
+      w.rms = m.rms;
+      w.rms_name = name;
     }
-    if (m.max >= worst.max) {
-      worst.max = m.max;
-      worst_max = name;
+    if (m.max >= w.max) {
+      w.max = m.max;
+      w.max_name = name;
     }
   };
-  one(got.out, ref.out, "out", 0);
-  one(got.lse, ref.lse, "lse", 0);
+  one(got.out, ref.out, "out", 0, false);
+  one(got.lse, ref.lse, "lse", 0, false);
   EXPECT_EQ(got.grads.size(), ref.grads.size()) << what;
   // Gradients are judged against the largest of their group: q, k, v (dq and dk are zero when a
   // row has one key, the softmax of one logit), and each learned component (dape_*, fire_*,
@@ -101,10 +127,10 @@ std::string compare(const AttentionResult& got, const AttentionResult& ref, cons
       ADD_FAILURE() << what << ": no gradient " << name;
       continue;
     }
-    one(it->second, r, "d" + name, group_scale[group(name)]);
+    one(it->second, r, "d" + name, group_scale[group(name)], name.size() > 1);
   }
   EXPECT_EQ(got.layout_violation, "") << what;
-  return fmt::format("rms {:.1e} ({}) max {:.1e} ({})", worst.rms, worst_rms, worst.max, worst_max);
+  return par.rms_name.empty() ? act.str() : act.str() + ", parameters " + par.str();
 }
 
 void expect_same_bits(const AttentionResult& a, const AttentionResult& b, const std::string& what) {
