@@ -14,6 +14,7 @@
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/ops_checks.h"
 
 namespace dape {
 namespace {
@@ -24,16 +25,6 @@ auto dispatch(DType t, F&& fn) {
   if (t == DType::f32) return fn(static_cast<float*>(nullptr));
   DAPE_CHECK(t == DType::f64, "CpuOps computes in float32 or float64, not {}", dtype_name(t));
   return fn(static_cast<double*>(nullptr));
-}
-
-void expect(const Tensor& t, DType d, const char* what) {
-  DAPE_CHECK(t.defined(), "{}: tensor is undefined", what);
-  DAPE_CHECK(t.dtype == d, "{}: expected {}, got {}", what, dtype_name(d), dtype_name(t.dtype));
-}
-
-void expect_numel(const Tensor& t, int64_t n, const char* what) {
-  DAPE_CHECK(t.numel() == n, "{}: expected {} elements, got {} ({})", what, n, t.numel(),
-             t.shape.str());
 }
 
 template <class T>
@@ -114,17 +105,13 @@ void CpuOps::copy_to_host(void* dst, DType host_dtype, const Tensor& src) {
 }
 
 void CpuOps::copy(const Tensor& dst, const Tensor& src) {
-  DAPE_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(), "copy {} {} into {} {}",
-             dtype_name(src.dtype), src.shape.str(), dtype_name(dst.dtype), dst.shape.str());
+  check_copy(dst, src);
   if (dst.data != src.data) std::memcpy(dst.data, src.data, src.nbytes());
 }
 
 void CpuOps::copy_2d(const Tensor& dst, int64_t dst_stride, const Tensor& src, int64_t src_stride,
                      int64_t rows, int64_t cols) {
-  DAPE_CHECK(dst.dtype == src.dtype, "copy_2d of {} into {}", dtype_name(src.dtype),
-             dtype_name(dst.dtype));
-  DAPE_CHECK(rows >= 0 && cols >= 0 && cols <= dst_stride && cols <= src_stride,
-             "copy_2d of {} × {} with strides {} and {}", rows, cols, dst_stride, src_stride);
+  check_copy_2d(dst, dst_stride, src, src_stride, rows, cols);
   const int64_t es = dtype_size(src.dtype);
   auto* d = static_cast<char*>(dst.data);
   const auto* s = static_cast<const char*>(src.data);
@@ -153,8 +140,7 @@ void CpuOps::scale(const Tensor& x, double factor) {
 }
 
 void CpuOps::add(const Tensor& out, const Tensor& a, const Tensor& b) {
-  expect_numel(a, out.numel(), "add: a");
-  expect_numel(b, out.numel(), "add: b");
+  check_add(out, a, b);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::add(out.ptr<T>(), a.ptr<T>(), b.ptr<T>(), out.numel());
@@ -178,14 +164,7 @@ double CpuOps::sum_squares(const Tensor& x) {
 void CpuOps::embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte,
                                const Tensor& wpe, int seq_len, int pos_offset,
                                int64_t vocab_begin) {
-  expect(tokens, DType::i32, "embedding_forward: tokens");
-  DAPE_CHECK(wte.shape.rank == 2, "embedding_forward: wte must be [V, C], got {}", wte.shape.str());
-  const int64_t rows = tokens.numel(), C = wte.shape[1];
-  expect_numel(out, rows * C, "embedding_forward: out");
-  if (wpe.defined()) {
-    DAPE_CHECK(wpe.shape.rank == 2 && wpe.shape[1] == C,
-               "embedding_forward: wpe must be [P, {}], got {}", C, wpe.shape.str());
-  }
+  const auto [rows, C] = check_embedding_forward(out, tokens, wte, wpe);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::embedding_forward(out.ptr<T>(), tokens.ptr<int32_t>(), wte.ptr<T>(), opt<T>(wpe), rows, C,
@@ -197,15 +176,7 @@ void CpuOps::embedding_forward(const Tensor& out, const Tensor& tokens, const Te
 void CpuOps::embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
                                 const Tensor& tokens, int seq_len, int pos_offset,
                                 int64_t vocab_begin) {
-  expect(tokens, DType::i32, "embedding_backward: tokens");
-  DAPE_CHECK(dwte.shape.rank == 2, "embedding_backward: dwte must be [V, C], got {}",
-             dwte.shape.str());
-  const int64_t rows = tokens.numel(), C = dwte.shape[1];
-  expect_numel(dout, rows * C, "embedding_backward: dout");
-  if (dwpe.defined()) {
-    DAPE_CHECK(dwpe.shape.rank == 2 && dwpe.shape[1] == C,
-               "embedding_backward: dwpe must be [P, {}], got {}", C, dwpe.shape.str());
-  }
+  const auto [rows, C] = check_embedding_backward(dwte, dwpe, dout, tokens);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::embedding_backward(dwte.ptr<T>(), opt<T>(dwpe), dout.ptr<T>(), tokens.ptr<int32_t>(), rows,
@@ -216,15 +187,7 @@ void CpuOps::embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Te
 
 void CpuOps::layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd,
                                const Tensor& x, const Tensor& w, const Tensor& b) {
-  const int64_t C = w.numel();
-  DAPE_CHECK(C > 0, "layernorm_forward: empty weight");
-  const int64_t rows = x.numel() / C;
-  DAPE_CHECK(rows * C == x.numel(), "layernorm_forward: {} elements are not rows of {}", x.numel(),
-             C);
-  expect_numel(b, C, "layernorm_forward: b");
-  expect_numel(out, x.numel(), "layernorm_forward: out");
-  expect_numel(mean, rows, "layernorm_forward: mean");
-  expect_numel(rstd, rows, "layernorm_forward: rstd");
+  const auto [rows, C] = check_layernorm_forward(out, mean, rstd, x, w, b);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::layernorm_forward(out.ptr<T>(), mean.ptr<T>(), rstd.ptr<T>(), x.ptr<T>(), w.ptr<T>(),
@@ -235,17 +198,7 @@ void CpuOps::layernorm_forward(const Tensor& out, const Tensor& mean, const Tens
 void CpuOps::layernorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& db,
                                 const Tensor& dout, const Tensor& x, const Tensor& w,
                                 const Tensor& mean, const Tensor& rstd) {
-  const int64_t C = w.numel();
-  DAPE_CHECK(C > 0, "layernorm_backward: empty weight");
-  const int64_t rows = x.numel() / C;
-  DAPE_CHECK(rows * C == x.numel(), "layernorm_backward: {} elements are not rows of {}", x.numel(),
-             C);
-  expect_numel(dx, x.numel(), "layernorm_backward: dx");
-  expect_numel(dout, x.numel(), "layernorm_backward: dout");
-  expect_numel(dw, C, "layernorm_backward: dw");
-  expect_numel(db, C, "layernorm_backward: db");
-  expect_numel(mean, rows, "layernorm_backward: mean");
-  expect_numel(rstd, rows, "layernorm_backward: rstd");
+  const auto [rows, C] = check_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::layernorm_backward(dx.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), dout.ptr<T>(), x.ptr<T>(),
@@ -254,12 +207,7 @@ void CpuOps::layernorm_backward(const Tensor& dx, const Tensor& dw, const Tensor
 }
 
 void CpuOps::matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b) {
-  DAPE_CHECK(w.shape.rank == 2 && w.shape[1] > 0,
-             "matmul_forward: weight must be [N, K > 0], got {}", w.shape.str());
-  const int64_t N = w.shape[0], K = w.shape[1], M = x.numel() / K;
-  DAPE_CHECK(M * K == x.numel(), "matmul_forward: x {} is not rows of K={}", x.shape.str(), K);
-  expect_numel(out, M * N, "matmul_forward: out");
-  if (b.defined()) expect_numel(b, N, "matmul_forward: bias");
+  const auto [M, N, K] = check_matmul_forward(out, x, w, b);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::linear_forward(out.ptr<T>(), x.ptr<T>(), w.ptr<T>(), opt<T>(b), M, N, K);
@@ -269,14 +217,7 @@ void CpuOps::matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w,
 void CpuOps::matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& db,
                              const Tensor& dout, const Tensor& x, const Tensor& w,
                              bool accumulate_dx) {
-  DAPE_CHECK(w.shape.rank == 2 && w.shape[1] > 0,
-             "matmul_backward: weight must be [N, K > 0], got {}", w.shape.str());
-  const int64_t N = w.shape[0], K = w.shape[1], M = x.numel() / K;
-  DAPE_CHECK(M * K == x.numel(), "matmul_backward: x {} is not rows of K={}", x.shape.str(), K);
-  expect_numel(dout, M * N, "matmul_backward: dout");
-  if (dx.defined()) expect_numel(dx, M * K, "matmul_backward: dx");
-  expect_numel(dw, N * K, "matmul_backward: dw");
-  if (db.defined()) expect_numel(db, N, "matmul_backward: db");
+  const auto [M, N, K] = check_matmul_backward(dx, dw, db, dout, x, w);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::linear_backward(opt<T>(dx), dw.ptr<T>(), opt<T>(db), dout.ptr<T>(), x.ptr<T>(), w.ptr<T>(),
@@ -285,7 +226,7 @@ void CpuOps::matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& d
 }
 
 void CpuOps::gelu_forward(const Tensor& out, const Tensor& x) {
-  expect_numel(out, x.numel(), "gelu_forward: out");
+  check_gelu_forward(out, x);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::gelu_forward(out.ptr<T>(), x.ptr<T>(), x.numel());
@@ -293,8 +234,7 @@ void CpuOps::gelu_forward(const Tensor& out, const Tensor& x) {
 }
 
 void CpuOps::gelu_backward(const Tensor& dx, const Tensor& x, const Tensor& dout) {
-  expect_numel(dx, x.numel(), "gelu_backward: dx");
-  expect_numel(dout, x.numel(), "gelu_backward: dout");
+  check_gelu_backward(dx, x, dout);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::gelu_backward(dx.ptr<T>(), x.ptr<T>(), dout.ptr<T>(), x.numel());
@@ -319,10 +259,7 @@ void CpuOps::rope_backward(const Tensor& dq, const Tensor& dk, const AttentionSh
 
 void CpuOps::attention_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                AttentionImpl impl) {
-  const auto& s = in.shape;
-  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim,
-               "attention_forward: out");
-  expect_numel(lse, int64_t{s.batch} * s.local() * s.seq_len, "attention_forward: lse");
+  check_attention_forward(in.shape, out, lse);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     if (impl == AttentionImpl::fused)
@@ -335,11 +272,7 @@ void CpuOps::attention_forward(const AttentionInputs& in, const Tensor& out, con
 void CpuOps::attention_backward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                 const Tensor& dout, const AttentionGrads& grads,
                                 AttentionImpl impl) {
-  const auto& s = in.shape;
-  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim,
-               "attention_backward: out");
-  expect_numel(dout, out.numel(), "attention_backward: dout");
-  expect_numel(lse, int64_t{s.batch} * s.local() * s.seq_len, "attention_backward: lse");
+  check_attention_backward(in.shape, out, lse, dout);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     if (impl == AttentionImpl::fused)
@@ -351,12 +284,7 @@ void CpuOps::attention_backward(const AttentionInputs& in, const Tensor& out, co
 
 void CpuOps::cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
                            int vocab, double grad_scale) {
-  expect(targets, DType::i32, "cross_entropy: targets");
-  const int64_t rows = targets.numel(), padded = logits.numel() / std::max<int64_t>(rows, 1);
-  DAPE_CHECK(padded * rows == logits.numel() && padded >= vocab,
-             "cross_entropy: logits {} do not hold {} rows of at least {} columns",
-             logits.shape.str(), rows, vocab);
-  expect_numel(losses, rows, "cross_entropy: losses");
+  const auto [rows, padded] = check_cross_entropy(losses, logits, targets, vocab);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::cross_entropy(losses.ptr<T>(), logits.ptr<T>(), targets.ptr<int32_t>(), rows, vocab,
@@ -366,11 +294,7 @@ void CpuOps::cross_entropy(const Tensor& losses, const Tensor& logits, const Ten
 
 void CpuOps::cross_entropy_slice_stats(const Tensor& stats, const Tensor& logits,
                                        const Tensor& targets, int64_t vocab_begin, int vocab) {
-  expect(targets, DType::i32, "cross_entropy_slice_stats: targets");
-  const int64_t rows = targets.numel(), width = logits.numel() / std::max<int64_t>(rows, 1);
-  DAPE_CHECK(width * rows == logits.numel(), "cross_entropy_slice_stats: logits {} for {} rows",
-             logits.shape.str(), rows);
-  expect_numel(stats, rows * 3, "cross_entropy_slice_stats: stats");
+  const auto [rows, width] = check_cross_entropy_slice_stats(stats, logits, targets);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::cross_entropy_slice_stats(stats.ptr<T>(), logits.ptr<T>(), targets.ptr<int32_t>(), rows,
@@ -381,14 +305,8 @@ void CpuOps::cross_entropy_slice_stats(const Tensor& stats, const Tensor& logits
 void CpuOps::cross_entropy_from_slice_stats(const Tensor& losses, const Tensor& logits,
                                             const Tensor& all_stats, const Tensor& targets,
                                             int64_t vocab_begin, int vocab, double grad_scale) {
-  expect(targets, DType::i32, "cross_entropy_from_slice_stats: targets");
-  const int64_t rows = targets.numel(), width = logits.numel() / std::max<int64_t>(rows, 1);
-  DAPE_CHECK(width * rows == logits.numel(),
-             "cross_entropy_from_slice_stats: logits {} for {} rows", logits.shape.str(), rows);
-  const int64_t slices = all_stats.numel() / std::max<int64_t>(rows * 3, 1);
-  DAPE_CHECK(slices >= 1 && slices * rows * 3 == all_stats.numel(),
-             "cross_entropy_from_slice_stats: stats {} for {} rows", all_stats.shape.str(), rows);
-  expect_numel(losses, rows, "cross_entropy_from_slice_stats: losses");
+  const auto [rows, width, slices] =
+      check_cross_entropy_from_slice_stats(losses, logits, all_stats, targets);
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::cross_entropy_from_slice_stats(losses.ptr<T>(), logits.ptr<T>(), all_stats.ptr<T>(),
@@ -399,10 +317,8 @@ void CpuOps::cross_entropy_from_slice_stats(const Tensor& losses, const Tensor& 
 
 void CpuOps::adamw(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,
                    const AdamWHyper& h) {
+  check_adamw(params, grads, m, v);
   const int64_t n = params.numel();
-  expect_numel(grads, n, "adamw: grads");
-  expect_numel(m, n, "adamw: m");
-  expect_numel(v, n, "adamw: v");
   dispatch(dtype_, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::adamw(params.ptr<T>(), grads.ptr<T>(), m.ptr<T>(), v.ptr<T>(), n, h);

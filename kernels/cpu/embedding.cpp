@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "common/check.h"
+#include "kernels/ops_checks.h"
 
 namespace dape::cpu {
 namespace {
@@ -32,20 +33,6 @@ void check_tokens(const int32_t* tokens, int64_t rows, int64_t vocab, int64_t vo
     DAPE_CHECK(tokens[r] >= 0 && tokens[r] < end, "{}: token id {} at row {} is outside [0, {})",
                what, tokens[r], r, vocab);
   }
-}
-
-// Positions pos_offset + r % seq_len for r < rows must lie in [0, positions).
-void check_positions(int64_t rows, int64_t positions, int seq_len, int pos_offset,
-                     const char* what) {
-  DAPE_CHECK(seq_len > 0, "{}: seq_len {} must be positive with position embeddings", what,
-             seq_len);
-  DAPE_CHECK(pos_offset >= 0, "{}: negative position offset {} at row 0", what, pos_offset);
-  if (rows == 0) return;
-  const int64_t last_row = std::min<int64_t>(rows, seq_len) - 1;  // holds the largest position
-  const int64_t last_pos = pos_offset + last_row;
-  DAPE_CHECK(last_pos < positions,
-             "{}: position {} (offset {} + {}) at row {} is outside the {} rows of wpe", what,
-             last_pos, pos_offset, last_row, last_row, positions);
 }
 
 }  // namespace

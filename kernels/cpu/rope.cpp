@@ -3,7 +3,7 @@
 #include <cmath>
 #include <vector>
 
-#include "common/check.h"
+#include "kernels/ops_checks.h"
 
 namespace dape::cpu {
 namespace {
@@ -59,16 +59,7 @@ void rotate(T* x, const AttentionShape& s, const RotaryTable<T>& table, bool tra
 
 template <class T>
 void rope_apply(T* q, T* k, const AttentionShape& s, int pos_offset, double base, bool transpose) {
-  DAPE_CHECK(s.batch >= 0 && s.seq_len >= 0 && s.heads >= 1, "rope: bad shape B={} N={} H={}",
-             s.batch, s.seq_len, s.heads);
-  DAPE_CHECK(s.head_dim >= 2 && s.head_dim % 2 == 0,
-             "rope: the head dimension must be even and at least 2, got {}", s.head_dim);
-  DAPE_CHECK(s.qkv_row_stride >= int64_t{s.heads} * s.head_dim,
-             "rope: row stride {} is shorter than a token's H*D = {}", s.qkv_row_stride,
-             int64_t{s.heads} * s.head_dim);
-  DAPE_CHECK(q != nullptr && k != nullptr, "rope: q and k must both be defined");
-  DAPE_CHECK(pos_offset >= 0, "rope: negative position offset {}", pos_offset);
-  DAPE_CHECK(base > 0, "rope: base must be positive, got {}", base);
+  check_rope(s, q != nullptr && k != nullptr, pos_offset, base);
   if (s.batch == 0 || s.seq_len == 0) return;
   const auto table = rotary_table<T>(s.seq_len, s.head_dim, pos_offset, base);
   rotate(q, s, table, transpose);

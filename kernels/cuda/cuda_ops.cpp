@@ -13,19 +13,10 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/host_reference_attention.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/ops_checks.h"
 
 namespace dape {
 namespace {
-
-void expect(const Tensor& t, DType d, const char* what) {
-  DAPE_CHECK(t.defined(), "{}: tensor is undefined", what);
-  DAPE_CHECK(t.dtype == d, "{}: expected {}, got {}", what, dtype_name(d), dtype_name(t.dtype));
-}
-
-void expect_numel(const Tensor& t, int64_t n, const char* what) {
-  DAPE_CHECK(t.numel() == n, "{}: expected {} elements, got {} ({})", what, n, t.numel(),
-             t.shape.str());
-}
 
 template <class T>
 T* opt(const Tensor& t) {
@@ -88,35 +79,6 @@ void convert_any(void* dst, DType dt, const void* src, DType st, int64_t n) {
 
 int64_t round_up(int64_t x, int64_t to) {
   return (x + to - 1) / to * to;
-}
-
-// Positions pos_offset + r % seq_len for r < rows must lie in [0, positions) (as on the CPU).
-void check_positions(int64_t rows, int64_t positions, int seq_len, int pos_offset,
-                     const char* what) {
-  DAPE_CHECK(seq_len > 0, "{}: seq_len {} must be positive with position embeddings", what,
-             seq_len);
-  DAPE_CHECK(pos_offset >= 0, "{}: negative position offset {} at row 0", what, pos_offset);
-  if (rows == 0) return;
-  const int64_t last_row = std::min<int64_t>(rows, seq_len) - 1;  // holds the largest position
-  const int64_t last_pos = pos_offset + last_row;
-  DAPE_CHECK(last_pos < positions,
-             "{}: position {} (offset {} + {}) at row {} is outside the {} rows of wpe", what,
-             last_pos, pos_offset, last_row, last_row, positions);
-}
-
-// The rotary embedding's arguments, as the CPU checks them.
-void check_rope(const Tensor& q, const Tensor& k, const AttentionShape& s, int pos_offset,
-                double base) {
-  DAPE_CHECK(s.batch >= 0 && s.seq_len >= 0 && s.heads >= 1, "rope: bad shape B={} N={} H={}",
-             s.batch, s.seq_len, s.heads);
-  DAPE_CHECK(s.head_dim >= 2 && s.head_dim % 2 == 0,
-             "rope: the head dimension must be even and at least 2, got {}", s.head_dim);
-  DAPE_CHECK(s.qkv_row_stride >= int64_t{s.heads} * s.head_dim,
-             "rope: row stride {} is shorter than a token's H*D = {}", s.qkv_row_stride,
-             int64_t{s.heads} * s.head_dim);
-  DAPE_CHECK(q.defined() && k.defined(), "rope: q and k must both be defined");
-  DAPE_CHECK(pos_offset >= 0, "rope: negative position offset {}", pos_offset);
-  DAPE_CHECK(base > 0, "rope: base must be positive, got {}", base);
 }
 
 }  // namespace
@@ -346,8 +308,7 @@ void CudaOps::copy_to_host(void* dst, DType host_dtype, const Tensor& src) {
 }
 
 void CudaOps::copy(const Tensor& dst, const Tensor& src) {
-  DAPE_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(), "copy {} {} into {} {}",
-             dtype_name(src.dtype), src.shape.str(), dtype_name(dst.dtype), dst.shape.str());
+  check_copy(dst, src);
   if (dst.data == src.data || src.numel() == 0) return;
   make_current();
   DAPE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, static_cast<size_t>(src.nbytes()),
@@ -356,10 +317,7 @@ void CudaOps::copy(const Tensor& dst, const Tensor& src) {
 
 void CudaOps::copy_2d(const Tensor& dst, int64_t dst_stride, const Tensor& src, int64_t src_stride,
                       int64_t rows, int64_t cols) {
-  DAPE_CHECK(dst.dtype == src.dtype, "copy_2d of {} into {}", dtype_name(src.dtype),
-             dtype_name(dst.dtype));
-  DAPE_CHECK(rows >= 0 && cols >= 0 && cols <= dst_stride && cols <= src_stride,
-             "copy_2d of {} × {} with strides {} and {}", rows, cols, dst_stride, src_stride);
+  check_copy_2d(dst, dst_stride, src, src_stride, rows, cols);
   if (rows == 0 || cols == 0) return;
   make_current();
   const auto es = static_cast<size_t>(dtype_size(src.dtype));
@@ -398,8 +356,7 @@ void CudaOps::scale(const Tensor& x, double factor) {
 }
 
 void CudaOps::add(const Tensor& out, const Tensor& a, const Tensor& b) {
-  expect_numel(a, out.numel(), "add: a");
-  expect_numel(b, out.numel(), "add: b");
+  check_add(out, a, b);
   float* o = out.ptr<float>();
   const float* pa = a.ptr<float>();
   const float* pb = b.ptr<float>();
@@ -438,15 +395,9 @@ double CudaOps::sum_squares(const Tensor& x) {
 void CudaOps::embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte,
                                 const Tensor& wpe, int seq_len, int pos_offset,
                                 int64_t vocab_begin) {
-  expect(tokens, DType::i32, "embedding_forward: tokens");
-  DAPE_CHECK(wte.shape.rank == 2, "embedding_forward: wte must be [V, C], got {}", wte.shape.str());
-  const int64_t rows = tokens.numel(), C = wte.shape[1], V = wte.shape[0];
-  expect_numel(out, rows * C, "embedding_forward: out");
-  if (wpe.defined()) {
-    DAPE_CHECK(wpe.shape.rank == 2 && wpe.shape[1] == C,
-               "embedding_forward: wpe must be [P, {}], got {}", C, wpe.shape.str());
-    check_positions(rows, wpe.shape[0], seq_len, pos_offset, "embedding_forward");
-  }
+  const auto [rows, C] = check_embedding_forward(out, tokens, wte, wpe);
+  const int64_t V = wte.shape[0];
+  if (wpe.defined()) check_positions(rows, wpe.shape[0], seq_len, pos_offset, "embedding_forward");
   if (rows == 0 || C == 0) return;
   // Every id is bad for an empty table, including the flag's idle value 0.
   DAPE_CHECK(vocab_begin >= 0 || V > 0, "embedding_forward: token ids for an empty table wte {}",
@@ -464,14 +415,8 @@ void CudaOps::embedding_forward(const Tensor& out, const Tensor& tokens, const T
 void CudaOps::embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
                                  const Tensor& tokens, int seq_len, int pos_offset,
                                  int64_t vocab_begin) {
-  expect(tokens, DType::i32, "embedding_backward: tokens");
-  DAPE_CHECK(dwte.shape.rank == 2, "embedding_backward: dwte must be [V, C], got {}",
-             dwte.shape.str());
-  const int64_t rows = tokens.numel(), C = dwte.shape[1];
-  expect_numel(dout, rows * C, "embedding_backward: dout");
+  const auto [rows, C] = check_embedding_backward(dwte, dwpe, dout, tokens);
   if (dwpe.defined()) {
-    DAPE_CHECK(dwpe.shape.rank == 2 && dwpe.shape[1] == C,
-               "embedding_backward: dwpe must be [P, {}], got {}", C, dwpe.shape.str());
     check_positions(rows, dwpe.shape[0], seq_len, pos_offset, "embedding_backward");
   }
   float* dtable = dwte.ptr<float>();
@@ -489,15 +434,7 @@ void CudaOps::embedding_backward(const Tensor& dwte, const Tensor& dwpe, const T
 
 void CudaOps::layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd,
                                 const Tensor& x, const Tensor& w, const Tensor& b) {
-  const int64_t C = w.numel();
-  DAPE_CHECK(C > 0, "layernorm_forward: empty weight");
-  const int64_t rows = x.numel() / C;
-  DAPE_CHECK(rows * C == x.numel(), "layernorm_forward: {} elements are not rows of {}", x.numel(),
-             C);
-  expect_numel(b, C, "layernorm_forward: b");
-  expect_numel(out, x.numel(), "layernorm_forward: out");
-  expect_numel(mean, rows, "layernorm_forward: mean");
-  expect_numel(rstd, rows, "layernorm_forward: rstd");
+  const auto [rows, C] = check_layernorm_forward(out, mean, rstd, x, w, b);
   float* o = out.ptr<float>();
   float* mu = mean.ptr<float>();
   float* rs = rstd.ptr<float>();
@@ -512,17 +449,7 @@ void CudaOps::layernorm_forward(const Tensor& out, const Tensor& mean, const Ten
 void CudaOps::layernorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& db,
                                  const Tensor& dout, const Tensor& x, const Tensor& w,
                                  const Tensor& mean, const Tensor& rstd) {
-  const int64_t C = w.numel();
-  DAPE_CHECK(C > 0, "layernorm_backward: empty weight");
-  const int64_t rows = x.numel() / C;
-  DAPE_CHECK(rows * C == x.numel(), "layernorm_backward: {} elements are not rows of {}", x.numel(),
-             C);
-  expect_numel(dx, x.numel(), "layernorm_backward: dx");
-  expect_numel(dout, x.numel(), "layernorm_backward: dout");
-  expect_numel(dw, C, "layernorm_backward: dw");
-  expect_numel(db, C, "layernorm_backward: db");
-  expect_numel(mean, rows, "layernorm_backward: mean");
-  expect_numel(rstd, rows, "layernorm_backward: rstd");
+  const auto [rows, C] = check_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd);
   float* pdx = dx.ptr<float>();
   float* pdw = dw.ptr<float>();
   float* pdb = db.ptr<float>();
@@ -541,12 +468,7 @@ void CudaOps::layernorm_backward(const Tensor& dx, const Tensor& dw, const Tenso
 // ---- linear layers ----------------------------------------------------------------------------
 
 void CudaOps::matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b) {
-  DAPE_CHECK(w.shape.rank == 2 && w.shape[1] > 0,
-             "matmul_forward: weight must be [N, K > 0], got {}", w.shape.str());
-  const int64_t N = w.shape[0], K = w.shape[1], M = x.numel() / K;
-  DAPE_CHECK(M * K == x.numel(), "matmul_forward: x {} is not rows of K={}", x.shape.str(), K);
-  expect_numel(out, M * N, "matmul_forward: out");
-  if (b.defined()) expect_numel(b, N, "matmul_forward: bias");
+  const auto [M, N, K] = check_matmul_forward(out, x, w, b);
   float* o = out.ptr<float>();
   const float* px = x.ptr<float>();
   const float* pw = w.ptr<float>();
@@ -558,14 +480,7 @@ void CudaOps::matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w
 void CudaOps::matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& db,
                               const Tensor& dout, const Tensor& x, const Tensor& w,
                               bool accumulate_dx) {
-  DAPE_CHECK(w.shape.rank == 2 && w.shape[1] > 0,
-             "matmul_backward: weight must be [N, K > 0], got {}", w.shape.str());
-  const int64_t N = w.shape[0], K = w.shape[1], M = x.numel() / K;
-  DAPE_CHECK(M * K == x.numel(), "matmul_backward: x {} is not rows of K={}", x.shape.str(), K);
-  expect_numel(dout, M * N, "matmul_backward: dout");
-  if (dx.defined()) expect_numel(dx, M * K, "matmul_backward: dx");
-  expect_numel(dw, N * K, "matmul_backward: dw");
-  if (db.defined()) expect_numel(db, N, "matmul_backward: db");
+  const auto [M, N, K] = check_matmul_backward(dx, dw, db, dout, x, w);
   float* pdx = opt<float>(dx);
   float* pdw = dw.ptr<float>();
   float* pdb = opt<float>(db);
@@ -585,7 +500,7 @@ void CudaOps::matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& 
 // ---- GELU -------------------------------------------------------------------------------------
 
 void CudaOps::gelu_forward(const Tensor& out, const Tensor& x) {
-  expect_numel(out, x.numel(), "gelu_forward: out");
+  check_gelu_forward(out, x);
   float* o = out.ptr<float>();
   const float* px = x.ptr<float>();
   if (x.numel() == 0) return;
@@ -594,8 +509,7 @@ void CudaOps::gelu_forward(const Tensor& out, const Tensor& x) {
 }
 
 void CudaOps::gelu_backward(const Tensor& dx, const Tensor& x, const Tensor& dout) {
-  expect_numel(dx, x.numel(), "gelu_backward: dx");
-  expect_numel(dout, x.numel(), "gelu_backward: dout");
+  check_gelu_backward(dx, x, dout);
   float* pdx = dx.ptr<float>();
   const float* px = x.ptr<float>();
   const float* pd = dout.ptr<float>();
@@ -609,7 +523,7 @@ void CudaOps::gelu_backward(const Tensor& dx, const Tensor& x, const Tensor& dou
 
 void CudaOps::rope_forward(const Tensor& q, const Tensor& k, const AttentionShape& shape,
                            int pos_offset, double base) {
-  check_rope(q, k, shape, pos_offset, base);
+  check_rope(shape, q.defined() && k.defined(), pos_offset, base);
   float* pq = q.ptr<float>();
   float* pk = k.ptr<float>();
   if (shape.batch == 0 || shape.seq_len == 0) return;
@@ -620,7 +534,7 @@ void CudaOps::rope_forward(const Tensor& q, const Tensor& k, const AttentionShap
 
 void CudaOps::rope_backward(const Tensor& dq, const Tensor& dk, const AttentionShape& shape,
                             int pos_offset, double base) {
-  check_rope(dq, dk, shape, pos_offset, base);
+  check_rope(shape, dq.defined() && dk.defined(), pos_offset, base);
   float* pq = dq.ptr<float>();
   float* pk = dk.ptr<float>();
   if (shape.batch == 0 || shape.seq_len == 0) return;
@@ -633,10 +547,7 @@ void CudaOps::rope_backward(const Tensor& dq, const Tensor& dk, const AttentionS
 
 void CudaOps::attention_forward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                 AttentionImpl impl) {
-  const auto& s = in.shape;
-  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim,
-               "attention_forward: out");
-  expect_numel(lse, int64_t{s.batch} * s.local() * s.seq_len, "attention_forward: lse");
+  check_attention_forward(in.shape, out, lse);
   make_current();
   if (impl == AttentionImpl::fused) {
     cuda::attention_fused_forward(in, out, lse, precision_ == CudaPrecision::bf16, stream_);
@@ -648,11 +559,7 @@ void CudaOps::attention_forward(const AttentionInputs& in, const Tensor& out, co
 void CudaOps::attention_backward(const AttentionInputs& in, const Tensor& out, const Tensor& lse,
                                  const Tensor& dout, const AttentionGrads& grads,
                                  AttentionImpl impl) {
-  const auto& s = in.shape;
-  expect_numel(out, int64_t{s.batch} * s.seq_len * s.local() * s.head_dim,
-               "attention_backward: out");
-  expect_numel(dout, out.numel(), "attention_backward: dout");
-  expect_numel(lse, int64_t{s.batch} * s.local() * s.seq_len, "attention_backward: lse");
+  check_attention_backward(in.shape, out, lse, dout);
   make_current();
   if (impl == AttentionImpl::fused) {
     cuda::attention_fused_backward(in, out, lse, dout, grads, precision_ == CudaPrecision::bf16,
@@ -666,12 +573,7 @@ void CudaOps::attention_backward(const AttentionInputs& in, const Tensor& out, c
 
 void CudaOps::cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
                             int vocab, double grad_scale) {
-  expect(targets, DType::i32, "cross_entropy: targets");
-  const int64_t rows = targets.numel(), padded = logits.numel() / std::max<int64_t>(rows, 1);
-  DAPE_CHECK(padded * rows == logits.numel() && padded >= vocab,
-             "cross_entropy: logits {} do not hold {} rows of at least {} columns",
-             logits.shape.str(), rows, vocab);
-  expect_numel(losses, rows, "cross_entropy: losses");
+  const auto [rows, padded] = check_cross_entropy(losses, logits, targets, vocab);
   // vocab > 0 also keeps the bad-target flag's idle value 0 a valid target.
   DAPE_CHECK(vocab > 0 && vocab <= padded,
              "cross_entropy: vocab {} must be in [1, padded width {}]", vocab, padded);
@@ -687,11 +589,7 @@ void CudaOps::cross_entropy(const Tensor& losses, const Tensor& logits, const Te
 
 void CudaOps::cross_entropy_slice_stats(const Tensor& stats, const Tensor& logits,
                                         const Tensor& targets, int64_t vocab_begin, int vocab) {
-  expect(targets, DType::i32, "cross_entropy_slice_stats: targets");
-  const int64_t rows = targets.numel(), width = logits.numel() / std::max<int64_t>(rows, 1);
-  DAPE_CHECK(width * rows == logits.numel(), "cross_entropy_slice_stats: logits {} for {} rows",
-             logits.shape.str(), rows);
-  expect_numel(stats, rows * 3, "cross_entropy_slice_stats: stats");
+  const auto [rows, width] = check_cross_entropy_slice_stats(stats, logits, targets);
   DAPE_CHECK(vocab_begin >= 0 && width > 0, "cross_entropy_slice_stats: slice at {} of width {}",
              vocab_begin, width);
   float* ps = stats.ptr<float>();
@@ -705,14 +603,8 @@ void CudaOps::cross_entropy_slice_stats(const Tensor& stats, const Tensor& logit
 void CudaOps::cross_entropy_from_slice_stats(const Tensor& losses, const Tensor& logits,
                                              const Tensor& all_stats, const Tensor& targets,
                                              int64_t vocab_begin, int vocab, double grad_scale) {
-  expect(targets, DType::i32, "cross_entropy_from_slice_stats: targets");
-  const int64_t rows = targets.numel(), width = logits.numel() / std::max<int64_t>(rows, 1);
-  DAPE_CHECK(width * rows == logits.numel(),
-             "cross_entropy_from_slice_stats: logits {} for {} rows", logits.shape.str(), rows);
-  const int64_t slices = all_stats.numel() / std::max<int64_t>(rows * 3, 1);
-  DAPE_CHECK(slices >= 1 && slices * rows * 3 == all_stats.numel(),
-             "cross_entropy_from_slice_stats: stats {} for {} rows", all_stats.shape.str(), rows);
-  expect_numel(losses, rows, "cross_entropy_from_slice_stats: losses");
+  const auto [rows, width, slices] =
+      check_cross_entropy_from_slice_stats(losses, logits, all_stats, targets);
   float* pl = losses.ptr<float>();
   float* pz = logits.ptr<float>();
   const float* pa = all_stats.ptr<float>();
@@ -727,10 +619,8 @@ void CudaOps::cross_entropy_from_slice_stats(const Tensor& losses, const Tensor&
 
 void CudaOps::adamw(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,
                     const AdamWHyper& h) {
+  check_adamw(params, grads, m, v);
   const int64_t n = params.numel();
-  expect_numel(grads, n, "adamw: grads");
-  expect_numel(m, n, "adamw: m");
-  expect_numel(v, n, "adamw: v");
   DAPE_CHECK(h.step >= 1, "adamw: step {} must be >= 1 (bias correction is 1-based)", h.step);
   float* pp = params.ptr<float>();
   const float* pg = grads.ptr<float>();
