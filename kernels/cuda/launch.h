@@ -3,8 +3,8 @@
  * kernels: plain functions on raw device pointers, callable from C++ code compiled without nvcc
  * (CudaOps in cuda_ops.cpp checks shapes and dtypes, then calls these). Each is defined in the
  * .cu file of its concept (embedding.cu, layernorm.cu, ...). Every launch is enqueued on
- * `stream` and returns without waiting; a launch error is reported by DAPE_CUDA_LAUNCHED (cuda_check.h)
- * as a dape::Error naming the kernel.
+ * `stream` and returns without waiting; a launch error is reported by DAPE_CUDA_LAUNCHED
+ * (cuda_check.h) as a dape::Error naming the kernel.
  *
  * All floating data is float32 (kernels/cuda_backend.h); token ids are int32. Semantics are
  * exactly those of the matching Ops function in kernels/ops.h (accumulate vs overwrite, aliasing,
@@ -47,8 +47,8 @@ void embedding_forward(float* out, const int32_t* tokens, const float* wte, int6
 // in increasing r. `workspace` holds embedding_backward_workspace(rows) bytes.
 int64_t embedding_backward_workspace(int64_t rows);
 void embedding_backward(float* dwte, int64_t wte_rows, float* dwpe, const float* dout,
-                        const int32_t* tokens, int64_t rows, int64_t C, int seq_len,
-                        int pos_offset, int64_t vocab_begin, void* workspace, cudaStream_t stream);
+                        const int32_t* tokens, int64_t rows, int64_t C, int seq_len, int pos_offset,
+                        int64_t vocab_begin, void* workspace, cudaStream_t stream);
 
 // ---- layer norm, eps 1e-5 (layernorm.cu) -----------------------------------------------------
 void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w,
@@ -88,8 +88,8 @@ void cross_entropy_slice_stats(float* stats, const float* logits, const int32_t*
                                cudaStream_t stream);
 void cross_entropy_from_slice_stats(float* losses, float* logits, const float* all_stats,
                                     int64_t slices, const int32_t* targets, int64_t rows,
-                                    int64_t cols, int64_t vocab_begin, int vocab,
-                                    float grad_scale, cudaStream_t stream);
+                                    int64_t cols, int64_t vocab_begin, int vocab, float grad_scale,
+                                    cudaStream_t stream);
 
 // ---- AdamW, PyTorch semantics (adamw.cu) ------------------------------------------------------
 void adamw(float* params, const float* grads, float* m, float* v, int64_t n, double lr,

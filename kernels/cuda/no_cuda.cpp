@@ -6,7 +6,8 @@
 namespace dape {
 
 namespace {
-constexpr const char* kNoCuda = "this build has no CUDA backend (nvcc was not found or DAPE_CUDA=OFF)";
+constexpr const char* kNoCuda =
+    "this build has no CUDA backend (nvcc was not found or DAPE_CUDA=OFF)";
 }
 
 CudaDevices query_cuda_devices() {
@@ -19,6 +20,8 @@ std::unique_ptr<Ops> make_cuda_ops(const CudaOpsOptions& options) {
   fail("cannot use CUDA device {}: {}", options.device, kNoCuda);
 }
 
-void* cuda_stream_of(Ops&) { return nullptr; }
+void* cuda_stream_of(Ops&) {
+  return nullptr;
+}
 
 }  // namespace dape
