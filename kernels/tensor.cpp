@@ -1,5 +1,7 @@
 #include "kernels/tensor.h"
 
+#include <cstring>
+
 #include "kernels/ops.h"
 
 namespace dape {
@@ -74,6 +76,52 @@ void DeviceBuffer::reset() {
   if (ops_ && t_.data) ops_->deallocate(t_.data);
   ops_ = nullptr;
   t_ = Tensor();
+}
+
+namespace {
+
+template <class Src, class Dst>
+void convert(Dst* dst, const Src* src, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Dst>(src[i]);
+}
+
+}  // namespace
+
+void convert_values(void* dst, DType dt, const void* src, DType st, int64_t n) {
+  if (n == 0) return;
+  if (dt == st) {
+    std::memcpy(dst, src, n * dtype_size(dt));
+    return;
+  }
+  auto from = [&](auto* d) {
+    switch (st) {
+      case DType::f32:
+        convert(d, static_cast<const float*>(src), n);
+        return;
+      case DType::f64:
+        convert(d, static_cast<const double*>(src), n);
+        return;
+      case DType::i32:
+        convert(d, static_cast<const int32_t*>(src), n);
+        return;
+      default:
+        DAPE_CHECK(false, "no conversion from {}", dtype_name(st));
+    }
+  };
+  switch (dt) {
+    case DType::f32:
+      from(static_cast<float*>(dst));
+      return;
+    case DType::f64:
+      from(static_cast<double*>(dst));
+      return;
+    case DType::i32:
+      from(static_cast<int32_t*>(dst));
+      return;
+    default:
+      DAPE_CHECK(false, "no conversion to {}", dtype_name(dt));
+  }
 }
 
 }  // namespace dape

@@ -36,6 +36,9 @@ inline int dtype_size(DType t) {
   return 0;
 }
 const char* dtype_name(DType t);
+// Copies n values between host buffers of f32, f64 or i32, converting as static_cast does (a
+// plain copy when the types agree): the host side of every backend's copy_from_host/to_host.
+void convert_values(void* dst, DType dst_type, const void* src, DType src_type, int64_t n);
 
 template <class T>
 constexpr DType dtype_of();

@@ -32,51 +32,6 @@ T* opt(const Tensor& t) {
   return t.defined() ? t.ptr<T>() : nullptr;
 }
 
-template <class Src, class Dst>
-void convert(Dst* dst, const Src* src, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Dst>(src[i]);
-}
-
-// Copies n values between two typed buffers, converting between f32, f64 and i32.
-void convert_any(void* dst, DType dt, const void* src, DType st, int64_t n) {
-  if (n == 0) return;
-  if (dt == st) {
-    std::memcpy(dst, src, n * dtype_size(dt));
-    return;
-  }
-  auto from = [&](auto* d) {
-    using D = std::remove_pointer_t<decltype(d)>;
-    switch (st) {
-      case DType::f32:
-        convert(d, static_cast<const float*>(src), n);
-        return;
-      case DType::f64:
-        convert(d, static_cast<const double*>(src), n);
-        return;
-      case DType::i32:
-        convert(d, static_cast<const int32_t*>(src), n);
-        return;
-      default:
-        DAPE_CHECK(false, "no conversion from {}", dtype_name(st));
-    }
-    (void)sizeof(D);
-  };
-  switch (dt) {
-    case DType::f32:
-      from(static_cast<float*>(dst));
-      return;
-    case DType::f64:
-      from(static_cast<double*>(dst));
-      return;
-    case DType::i32:
-      from(static_cast<int32_t*>(dst));
-      return;
-    default:
-      DAPE_CHECK(false, "no conversion to {}", dtype_name(dt));
-  }
-}
-
 }  // namespace
 
 CpuOps::CpuOps(DType float_dtype, int threads) : dtype_(float_dtype) {
@@ -97,11 +52,11 @@ void CpuOps::deallocate(void* p) {
 }
 
 void CpuOps::copy_from_host(const Tensor& dst, const void* src, DType host_dtype) {
-  convert_any(dst.data, dst.dtype, src, host_dtype, dst.numel());
+  convert_values(dst.data, dst.dtype, src, host_dtype, dst.numel());
 }
 
 void CpuOps::copy_to_host(void* dst, DType host_dtype, const Tensor& src) {
-  convert_any(dst, host_dtype, src.data, src.dtype, src.numel());
+  convert_values(dst, host_dtype, src.data, src.dtype, src.numel());
 }
 
 void CpuOps::copy(const Tensor& dst, const Tensor& src) {

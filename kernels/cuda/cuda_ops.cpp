@@ -2,7 +2,6 @@
 #include "kernels/cuda/cuda_ops.h"
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -32,49 +31,6 @@ void expect_device_dtype(const Tensor& t, const char* what) {
 void expect_host_dtype(DType t, const char* what) {
   DAPE_CHECK(t == DType::f32 || t == DType::f64 || t == DType::i32,
              "{}: the host side must hold f32, f64 or i32, not {}", what, dtype_name(t));
-}
-
-template <class Dst, class Src>
-void convert(Dst* dst, const Src* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Dst>(src[i]);
-}
-
-// Copies n values between two host buffers of f32, f64 or i32, converting as static_cast does
-// (CpuOps's conversions).
-void convert_any(void* dst, DType dt, const void* src, DType st, int64_t n) {
-  if (n == 0) return;
-  if (dt == st) {
-    std::memcpy(dst, src, static_cast<size_t>(n) * dtype_size(dt));
-    return;
-  }
-  auto from = [&](auto* d) {
-    switch (st) {
-      case DType::f32:
-        convert(d, static_cast<const float*>(src), n);
-        return;
-      case DType::f64:
-        convert(d, static_cast<const double*>(src), n);
-        return;
-      case DType::i32:
-        convert(d, static_cast<const int32_t*>(src), n);
-        return;
-      default:
-        DAPE_CHECK(false, "no conversion from {}", dtype_name(st));
-    }
-  };
-  switch (dt) {
-    case DType::f32:
-      from(static_cast<float*>(dst));
-      return;
-    case DType::f64:
-      from(static_cast<double*>(dst));
-      return;
-    case DType::i32:
-      from(static_cast<int32_t*>(dst));
-      return;
-    default:
-      DAPE_CHECK(false, "no conversion to {}", dtype_name(dt));
-  }
 }
 
 int64_t round_up(int64_t x, int64_t to) {
@@ -270,7 +226,7 @@ void CudaOps::copy_from_host(const Tensor& dst, const void* src, DType host_dtyp
     next_staging_slot_ = (next_staging_slot_ + 1) % kStagingSlots;
     DAPE_CUDA_CHECK(cudaEventSynchronize(staging_free_[slot]));
     void* staged = static_cast<char*>(staging_) + slot * kStagingSlotBytes;
-    convert_any(staged, dst.dtype, src, host_dtype, n);
+    convert_values(staged, dst.dtype, src, host_dtype, n);
     DAPE_CUDA_CHECK(cudaMemcpyAsync(dst.data, staged, static_cast<size_t>(bytes),
                                     cudaMemcpyHostToDevice, stream_));
     DAPE_CUDA_CHECK(cudaEventRecord(staging_free_[slot], stream_));
@@ -280,7 +236,7 @@ void CudaOps::copy_from_host(const Tensor& dst, const void* src, DType host_dtyp
   std::vector<char> converted;
   if (host_dtype != dst.dtype) {
     converted.resize(static_cast<size_t>(bytes));
-    convert_any(converted.data(), dst.dtype, src, host_dtype, n);
+    convert_values(converted.data(), dst.dtype, src, host_dtype, n);
     from = converted.data();
   }
   DAPE_CUDA_CHECK(
@@ -304,7 +260,7 @@ void CudaOps::copy_to_host(void* dst, DType host_dtype, const Tensor& src) {
   std::vector<char> raw(bytes);
   DAPE_CUDA_CHECK(cudaMemcpyAsync(raw.data(), src.data, bytes, cudaMemcpyDeviceToHost, stream_));
   synchronize_and_check();
-  convert_any(dst, host_dtype, raw.data(), src.dtype, n);
+  convert_values(dst, host_dtype, raw.data(), src.dtype, n);
 }
 
 void CudaOps::copy(const Tensor& dst, const Tensor& src) {
