@@ -44,13 +44,20 @@ struct Call {
   const T *gw1 = nullptr, *gb1 = nullptr, *gw2 = nullptr, *gb2 = nullptr;  // FIRE's g
   // Distance tables, reversed: entry e holds distance Nk − 1 − e (zero for e ≥ Nk, i.e. for
   // pairs above the diagonal), so the entries of one tile row are contiguous and increasing.
-  int64_t ld = 0;                      // 2·Nk + Bk entries per head
+  int64_t ld = 0;                      // 2·Nk + Bk entries per head, rounded up to SIMD vectors
   std::vector<T> bias_rev;             // ALiBi / Kerple B, [H][ld]
   std::vector<T> dp_rev, da_rev;       // Kerple ∂B/∂p, ∂B/∂a, [H][ld]
   std::vector<T> psi_rev, psi_dc_rev;  // FIRE ψ(r), ∂ψ(r)/∂c, [ld]
   // FIRE, per query position: u = ψ(r)·inv_den; ∂u/∂c = ψ_c(r)·inv_den − ψ(r)·fb; ∂u/∂L_mult =
   // ψ(r)·fk.
   std::vector<T> inv_den, fb, fk;
+  // DAPE over a bias that depends on i − j alone (none, RoPE, ALiBi, Kerple): f's first layer
+  // splits as W1·[S; B] + b1 = W1_S·S + Z(i − j) with Z(r) = W1_B·B(r) + b1, tabulated once
+  // per distance ([W][ld], reversed like the bias). Half of that layer's multiply-adds leave the
+  // tile, and so do the B half of its input gradient and weight gradient (summed per distance in
+  // backward). FIRE's B also depends on i, so FIRE keeps B in the tile.
+  bool f_by_distance = false;
+  std::vector<T> z_rev;
   // K (and V for backward) packed per key block and head, transposed: [B][nkb][H][D][Bk]; and
   // for backward K again, per key block and head but not transposed: [B][nkb][H][Bk][D].
   std::vector<T> kt, vt, kr;
@@ -135,7 +142,7 @@ Call<T> make_call(const AttentionInputs& in) {
   }
 
   const int Nk = c.Nk, H = c.H;
-  c.ld = 2 * int64_t{Nk} + kBk;
+  c.ld = simd::padded<T>(2 * Nk + kBk);
   auto fill_rev = [&](std::vector<T>& tab, int heads, auto value) {
     tab.assign(static_cast<size_t>(heads) * c.ld, T(0));
     for (int h = 0; h < heads; ++h)
@@ -188,6 +195,17 @@ Call<T> make_call(const AttentionInputs& in) {
       c.fk[i] = -inv * inv * am::fire_psi_dx(cc, m) * am::fire_normalizer_position_dthr(pos, thr) *
                 am::fire_threshold_dmult(mult, L);
     }
+  }
+
+  c.f_by_distance = c.dape && c.scheme != PositionScheme::fire;
+  if (c.f_by_distance) {
+    c.z_rev.resize(static_cast<size_t>(c.W) * c.ld);
+    if (c.has_bias)
+      simd::panel_gemm(c.W, H, c.w1 + H, 2 * H, 1, c.bias_rev.data(), c.ld, c.z_rev.data(), c.ld,
+                       static_cast<int>(c.ld), c.b1, false);
+    else
+      for (int w = 0; w < c.W; ++w)
+        std::fill(c.z_rev.begin() + w * c.ld, c.z_rev.begin() + (w + 1) * c.ld, c.b1[w]);
   }
 
   // Pack K per key block and head, transposed, zero-padded past the last key.
@@ -252,6 +270,9 @@ struct Tile {
   std::vector<T> dout;            // [Hl][Bq][D] the task's output gradient rows, head-major
   std::vector<T> di;              // [Hl][Bq] rowsum(dO ⊙ O)
   std::vector<T> du, dudc, dudm;  // FIRE [P]
+  // f by distance: per-distance sums over the task's pairs of ∂/∂hidden ([W][ld]), then (Kerple)
+  // of dA for the local heads and of ∂f/∂B for all heads ([H][ld]); zero between tasks.
+  std::vector<T> dist;
 
   explicit Tile(const Call<T>& c, bool backward) {
     const size_t P = kLd, HD = static_cast<size_t>(c.H) * c.D;
@@ -278,6 +299,9 @@ struct Tile {
         dudc.resize(P);
         dudm.resize(P);
       }
+      if (c.f_by_distance)
+        dist.assign(
+            static_cast<size_t>(c.W + (c.scheme == PositionScheme::kerple ? c.H : 0)) * c.ld, T(0));
     }
   }
 };
@@ -289,6 +313,22 @@ template <class T>
 struct LeakyReluEpilogue {
   T slope;
   Vec<T> operator()(const Vec<T>& v, int, int64_t) const { return v > Vec<T>{} ? v : slope * v; }
+};
+// f's hidden layer when the B half comes from the distance table: adds Z at the pair's distance,
+// then LeakyReLU. Column j of the call is pair c0 + j of the tile, in tile row (c0 + j) / Bk,
+// whose table entries start at row_base[row].
+template <class T>
+struct DistanceLeakyReluEpilogue {
+  const T* table;
+  int64_t ld;
+  const int64_t* row_base;
+  int c0;
+  T slope;
+  Vec<T> operator()(const Vec<T>& v, int m, int64_t j) const {
+    const int64_t p = c0 + j;
+    const Vec<T> z = v + simd::load(table + m * ld + row_base[p / kBk] + p % kBk);
+    return z > Vec<T>{} ? z : slope * z;
+  }
 };
 // ∂/∂act → ∂/∂hidden: times the activation's derivative, read off the activation's sign.
 template <class T>
@@ -333,6 +373,7 @@ struct PairSpans {
   bool full = false;
   int count = 0;
   int begin[kBq], size[kBq];
+  int width[kBq];  // per tile row: the pairs covered from the row's start
 };
 
 template <class T>
@@ -341,6 +382,7 @@ PairSpans pair_spans(const Call<T>& c, int i0, int R, int j0, int cols, int chun
   const int np = R * kBk;
   s.full = cols == kBk && visible(c.qo + i0, j0, cols) == kBk;
   if (s.full) {
+    std::fill(s.width, s.width + R, kBk);
     for (int c0 = 0; c0 < np; c0 += chunk) {
       s.begin[s.count] = c0;
       s.size[s.count++] = std::min(chunk, np - c0);
@@ -350,6 +392,7 @@ PairSpans pair_spans(const Call<T>& c, int i0, int R, int j0, int cols, int chun
   constexpr int L = kLanes<T>;
   for (int r = 0; r < R; ++r) {
     const int w = (visible(c.qo + i0 + r, j0, cols) + L - 1) / L * L;
+    s.width[r] = w;
     if (w == 0) continue;
     s.begin[s.count] = r * kBk;
     s.size[s.count++] = w;
@@ -372,15 +415,12 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
     simd::panel_gemm(R, D, t.qsc.data() + int64_t{h} * kBq * D, D, 1, kt + int64_t{h} * D * kBk,
                      kBk, x + int64_t{h} * kLd, kBk, wt, nullptr, false);
   }
-  // B for every head.
+  // FIRE's B for every head, evaluated per pair into x's second half (f's input). ALiBi's and
+  // Kerple's B are read from their tables where they are needed.
   T* bias = x + int64_t{H} * kLd;
-  if (c.scheme == PositionScheme::alibi || c.scheme == PositionScheme::kerple) {
-    for (int h = 0; h < H; ++h)
-      for (int r = 0; r < R; ++r) {
-        const T* src = c.bias_rev.data() + h * c.ld + c.table_base(c.qo + i0 + r, j0);
-        std::copy(src, src + kBk, bias + int64_t{h} * kLd + r * kBk);
-      }
-  } else if (c.scheme == PositionScheme::fire) {
+  int64_t row_base[kBq];  // each row's first table entry for this block
+  for (int r = 0; r < R; ++r) row_base[r] = c.table_base(c.qo + i0 + r, j0);
+  if (c.scheme == PositionScheme::fire) {
     T* u = t.u.data();
     for (int r = 0; r < R; ++r) {
       const int qi = c.qo + i0 + r;
@@ -392,30 +432,41 @@ void tile_logits(const Call<T>& c, Tile<T>& t, int b, int i0, int R, int kb) {
     simd::panel_activate(t.gact.data(), t.gact.data(), c.G, kLd, np,
                          am::activation_negative_slope<T>(c.g_leaky));
     simd::panel_gemm(H, c.G, c.gw2, c.G, 1, t.gact.data(), kLd, bias, kLd, np, c.gb2, false);
-  } else if (c.dape) {
-    for (int h = 0; h < H; ++h)
-      std::fill(bias + int64_t{h} * kLd, bias + int64_t{h} * kLd + np, T(0));
   }
   // A = S + B (+ f([S; B])) for the local heads.
   T* a = t.a.data();
   for (int hl = 0; hl < Hl; ++hl) {
     const T* s = x + int64_t{h0 + hl} * kLd;
     T* ar = a + int64_t{hl} * kLd;
-    if (c.has_bias) {
+    if (c.scheme == PositionScheme::fire) {
       const T* br = bias + int64_t{h0 + hl} * kLd;
 #pragma omp simd
       for (int p = 0; p < np; ++p) ar[p] = s[p] + br[p];
+    } else if (c.has_bias) {
+      for (int r = 0; r < R; ++r) {
+        const T* br = c.bias_rev.data() + (h0 + hl) * c.ld + row_base[r];
+        const T* sr = s + r * kBk;
+        T* arr = ar + r * kBk;
+#pragma omp simd
+        for (int j = 0; j < kBk; ++j) arr[j] = sr[j] + br[j];
+      }
     } else {
       std::copy(s, s + np, ar);
     }
   }
   if (c.dape) {
     const int W = c.W;
+    const T slope = am::activation_negative_slope<T>(true);
     const PairSpans spans = pair_spans(c, i0, R, j0, std::min(kBk, c.Nk - j0), kChunk);
     for (int k = 0; k < spans.count; ++k) {
       const int c0 = spans.begin[k], n = spans.size[k];
-      simd::panel_gemm(W, 2 * H, c.w1, 2 * H, 1, x + c0, kLd, t.act.data() + c0, kLd, n, c.b1,
-                       false, LeakyReluEpilogue<T>{am::activation_negative_slope<T>(true)});
+      if (c.f_by_distance)  // W1_S·S + Z(i − j)
+        simd::panel_gemm(W, H, c.w1, 2 * H, 1, x + c0, kLd, t.act.data() + c0, kLd, n, nullptr,
+                         false,
+                         DistanceLeakyReluEpilogue<T>{c.z_rev.data(), c.ld, row_base, c0, slope});
+      else
+        simd::panel_gemm(W, 2 * H, c.w1, 2 * H, 1, x + c0, kLd, t.act.data() + c0, kLd, n, c.b1,
+                         false, LeakyReluEpilogue<T>{slope});
       simd::panel_gemm(Hl, W, c.w2 + int64_t{h0} * W, W, 1, t.act.data() + c0, kLd, a + c0, kLd, n,
                        c.b2 + h0, true);
     }
@@ -533,6 +584,75 @@ struct GradLayout {
   }
 };
 
+// The lane accumulators hold one tile's terms; the sum over tiles runs in double, which keeps f's
+// weight gradients (sums over N² pairs with heavy cancellation) accurate.
+template <class T>
+void flush_partials(const GradLayout<T>& gl, Vec<T>* acc, double* partial) {
+  for (int64_t i = 0; i < gl.total; ++i) {
+    partial[i] += static_cast<double>(simd::lane_sum<T>(acc[i]));
+    acc[i] = Vec<T>{};
+  }
+}
+
+// f by distance, per tile: adds ∂/∂hidden (t.da) and, for Kerple, the local heads' dA of every
+// covered pair into the task's per-distance sums (t.dist, reversed like the tables). A row of
+// the tile is a contiguous stretch of distances, so this is a vector add per row and feature.
+template <class T>
+void add_by_distance(const Call<T>& c, Tile<T>& t, int i0, int R, int j0, const PairSpans& spans) {
+  const int W = c.W;
+  const bool kerple = c.scheme == PositionScheme::kerple;
+  for (int r = 0; r < R; ++r) {
+    const int w = spans.width[r];
+    if (w == 0) continue;
+    const int64_t base = c.table_base(c.qo + i0 + r, j0);
+    for (int f = 0; f < W; ++f) {
+      T* d = t.dist.data() + f * c.ld + base;
+      const T* src = t.da.data() + int64_t{f} * kLd + r * kBk;
+#pragma omp simd
+      for (int j = 0; j < w; ++j) d[j] += src[j];
+    }
+    if (kerple)
+      for (int hl = 0; hl < c.Hl; ++hl) {
+        T* d = t.dist.data() + (W + c.h0 + hl) * c.ld + base;
+        const T* src = t.dp.data() + int64_t{hl} * kLd + r * kBk;
+#pragma omp simd
+        for (int j = 0; j < w; ++j) d[j] += src[j];
+      }
+  }
+}
+
+// f by distance, per task: the gradients that went through B, from the per-distance sums
+// Σ∂/∂hidden(r) over the task's distances: b1 += Σ_r, W1_B += Σ_r ·B(r)ᵀ, and for Kerple
+// ∂B(r) = dA(r) + W1_Bᵀ·Σ∂/∂hidden(r) against ∂B/∂p and ∂B/∂a. Then the sums are cleared.
+template <class T>
+void finish_by_distance(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int i0, int R,
+                        Vec<T>* acc) {
+  constexpr int L = kLanes<T>;
+  const int W = c.W, H = c.H;
+  const int first = c.qo + i0, last = first + R - 1;
+  const int64_t lo = c.table_base(last, 0) / L * L;
+  const int64_t hi =
+      std::min<int64_t>((c.table_base(first, last / kBk * kBk) + kBk + L - 1) / L * L, c.ld);
+  const int n = static_cast<int>(hi - lo);
+  T* dz = t.dist.data() + lo;
+  simd::panel_row_sums(W, dz, c.ld, n, acc + gl.b1);
+  if (c.has_bias)
+    simd::panel_outer(W, H, dz, c.ld, c.bias_rev.data() + lo, c.ld, n, acc + gl.w1 + H, 2 * H);
+  int rows = W;
+  if (c.scheme == PositionScheme::kerple) {
+    T* db = dz + int64_t{W} * c.ld;
+    simd::panel_gemm(H, W, c.w1 + H, 1, 2 * H, dz, c.ld, db, c.ld, n, nullptr, true);
+    for (int h = 0; h < H; ++h) {
+      simd::panel_outer(1, 1, db + h * c.ld, c.ld, c.dp_rev.data() + h * c.ld + lo, c.ld, n,
+                        acc + gl.kp + h);
+      simd::panel_outer(1, 1, db + h * c.ld, c.ld, c.da_rev.data() + h * c.ld + lo, c.ld, n,
+                        acc + gl.ka + h);
+    }
+    rows += H;
+  }
+  for (int f = 0; f < rows; ++f) std::fill(dz + f * c.ld, dz + f * c.ld + n, T(0));
+}
+
 template <class T>
 void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b, int i0,
                    const T* out, const T* lse, const T* dout, T* dq, T* dk_acc, T* dv_acc,
@@ -590,10 +710,12 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
       T* dv = dv_acc + ((int64_t{acc_b} * Hl + hl) * c.Nk + j0) * D;  // head-major accumulator
       simd::weighted_row_sums_acc(nk, R, ph, 1, kBk, dO + int64_t{hl} * kBq * D, D, D, T(1), dv, D);
     }
-    // f backward: dS = dA + ∂f/∂S, dB = dA + ∂f/∂B (local heads' dA; f feeds every head).
+    // f backward: dS = dA + ∂f/∂S, dB = dA + ∂f/∂B (local heads' dA; f feeds every head). By
+    // distance, ∂f/∂B is summed per distance instead (add_by_distance, finish_by_distance).
     if (c.dape) {
       T* x = t.x.data();
       const PairSpans spans = pair_spans(c, i0, R, j0, cols, kChunk);
+      const int nx = c.f_by_distance ? H : 2 * H;  // rows of ∂f/∂[S; B] formed per pair
       for (int k = 0; k < spans.count; ++k) {
         const int c0 = spans.begin[k], n = spans.size[k];
         T* da = t.da.data() + c0;
@@ -602,29 +724,25 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
         simd::panel_gemm(
             W, Hl, c.w2 + int64_t{h0} * W, 1, W, dA, kLd, da, kLd, n, nullptr, false,
             ActivationGradEpilogue<T>{act, kLd, am::activation_negative_slope<T>(true)});
-        simd::panel_gemm(2 * H, W, c.w1, 1, 2 * H, da, kLd, t.dx.data() + c0, kLd, n, nullptr,
-                         false);
+        simd::panel_gemm(nx, W, c.w1, 1, 2 * H, da, kLd, t.dx.data() + c0, kLd, n, nullptr, false);
         for (int hl = 0; hl < Hl; ++hl) {
           const T* src = dA + int64_t{hl} * kLd;
           T* ds = t.dx.data() + int64_t{h0 + hl} * kLd + c0;
-          T* db = t.dx.data() + int64_t{H + h0 + hl} * kLd + c0;
 #pragma omp simd
-          for (int p = 0; p < n; ++p) {
-            ds[p] += src[p];
-            db[p] += src[p];
+          for (int p = 0; p < n; ++p) ds[p] += src[p];
+          if (!c.f_by_distance) {
+            T* db = t.dx.data() + int64_t{H + h0 + hl} * kLd + c0;
+#pragma omp simd
+            for (int p = 0; p < n; ++p) db[p] += src[p];
           }
         }
       }
       if (!spans.full) {  // dS and dB are zero past each row's span (masked pairs)
-        for (int r = 0; r < R; ++r) {
-          int w = 0;
-          for (int k = 0; k < spans.count; ++k)
-            if (spans.begin[k] == r * kBk) w = spans.size[k];
-          for (int f = 0; f < 2 * H; ++f) {
+        for (int r = 0; r < R; ++r)
+          for (int f = 0; f < nx; ++f) {
             T* row = t.dx.data() + int64_t{f} * kLd + r * kBk;
-            std::fill(row + w, row + kBk, T(0));
+            std::fill(row + spans.width[r], row + kBk, T(0));
           }
-        }
       }
       // f's weight gradients over longer stretches of pairs where the tile is full: the lane
       // accumulators (W·2H + H·W vectors, more than L1 holds) are loaded and stored once per
@@ -636,12 +754,17 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
         const T* da = t.da.data() + c0;
         simd::panel_outer(Hl, W, dA, kLd, t.act.data() + c0, kLd, n, acc + gl.w2);
         simd::panel_row_sums(Hl, dA, kLd, n, acc + gl.b2);
-        simd::panel_outer(W, 2 * H, da, kLd, x + c0, kLd, n, acc + gl.w1);
-        simd::panel_row_sums(W, da, kLd, n, acc + gl.b1);
+        if (c.f_by_distance) {
+          simd::panel_outer(W, H, da, kLd, x + c0, kLd, n, acc + gl.w1, 2 * H);
+        } else {
+          simd::panel_outer(W, 2 * H, da, kLd, x + c0, kLd, n, acc + gl.w1);
+          simd::panel_row_sums(W, da, kLd, n, acc + gl.b1);
+        }
       }
+      if (c.f_by_distance) add_by_distance(c, t, i0, R, j0, spans);
     }
     // The scheme's parameters, from dB.
-    if (c.scheme == PositionScheme::kerple) {
+    if (c.scheme == PositionScheme::kerple && !c.f_by_distance) {
       constexpr int L = kLanes<T>;
       for (int h = ds_begin; h < ds_end; ++h)
         for (int r = 0; r < R; ++r) {
@@ -702,12 +825,11 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
       simd::weighted_row_sums_acc(nk, R, ds, 1, kBk, t.qsc.data() + int64_t{h} * kBq * D, D, D,
                                   T(1), dk, D);
     }
-    // The lane accumulators hold one tile's terms; the sum over tiles runs in double, which
-    // keeps f's weight gradients (sums over N² pairs with heavy cancellation) accurate.
-    for (int64_t i = 0; i < gl.total; ++i) {
-      partial[i] += static_cast<double>(simd::lane_sum<T>(acc[i]));
-      acc[i] = Vec<T>{};
-    }
+    flush_partials(gl, acc, partial);
+  }
+  if (c.f_by_distance) {
+    finish_by_distance(c, gl, t, i0, R, acc);
+    flush_partials(gl, acc, partial);
   }
   for (int r = 0; r < R; ++r)
     for (int h = 0; h < H; ++h) {

@@ -170,25 +170,27 @@ inline void outer_tile(int tiles, const T* x, int64_t ldx, const T* y, int64_t l
     for (int c = 0; c < RN; ++c) acc[r * acc_ld + c] = s[r][c];
 }
 
-// acc[m·N + n] += X[m][0..np) ⊙ Y[n][0..np), summed over the vectors of the row (lane-wise).
+// acc[m·acc_ld + n] += X[m][0..np) ⊙ Y[n][0..np), summed over the vectors of the row
+// (lane-wise); acc_ld defaults to N (a dense [M][N] block).
 template <class T>
 void panel_outer(int M, int N, const T* x, int64_t ldx, const T* y, int64_t ldy, int np,
-                 Vec<T>* acc) {
+                 Vec<T>* acc, int64_t acc_ld = 0) {
   const int tiles = np / kLanes<T>;
+  const int64_t al = acc_ld > 0 ? acc_ld : N;
   int m = 0;
   for (; m + 4 <= M; m += 4) {
     int n = 0;
     for (; n + 4 <= N; n += 4)
-      outer_tile<T, 4, 4>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * N + n, N);
+      outer_tile<T, 4, 4>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * al + n, al);
     for (; n < N; ++n)
-      outer_tile<T, 4, 1>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * N + n, N);
+      outer_tile<T, 4, 1>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * al + n, al);
   }
   for (; m < M; ++m) {
     int n = 0;
     for (; n + 4 <= N; n += 4)
-      outer_tile<T, 1, 4>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * N + n, N);
+      outer_tile<T, 1, 4>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * al + n, al);
     for (; n < N; ++n)
-      outer_tile<T, 1, 1>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * N + n, N);
+      outer_tile<T, 1, 1>(tiles, x + m * ldx, ldx, y + n * ldy, ldy, acc + m * al + n, al);
   }
 }
 
