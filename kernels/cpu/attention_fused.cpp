@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "common/check.h"
@@ -58,9 +59,8 @@ struct Call {
   // backward). FIRE's B also depends on i, so FIRE keeps B in the tile.
   bool f_by_distance = false;
   std::vector<T> z_rev;
-  // K (and V for backward) packed per key block and head, transposed: [B][nkb][H][D][Bk]; and
-  // for backward K again, per key block and head but not transposed: [B][nkb][H][Bk][D].
-  std::vector<T> kt, vt, kr;
+  // K (and V for backward) packed per key block and head, transposed: [B][nkb][H][D][Bk].
+  std::vector<T> kt, vt;
 
   // Offset of the first table entry of tile row at query position qi for the block from j0.
   int64_t table_base(int qi, int j0) const { return int64_t{Nk} - 1 - qi + j0; }
@@ -69,9 +69,6 @@ struct Call {
   }
   const T* vt_block(int b, int kb) const {
     return vt.data() + (int64_t{b} * nkb + kb) * Hl * D * kBk;
-  }
-  const T* kr_block(int b, int kb) const {
-    return kr.data() + (int64_t{b} * nkb + kb) * H * D * kBk;
   }
 };
 
@@ -145,6 +142,7 @@ Call<T> make_call(const AttentionInputs& in) {
   c.ld = simd::padded<T>(2 * Nk + kBk);
   auto fill_rev = [&](std::vector<T>& tab, int heads, auto value) {
     tab.assign(static_cast<size_t>(heads) * c.ld, T(0));
+#pragma omp parallel for collapse(2) schedule(static)
     for (int h = 0; h < heads; ++h)
       for (int r = 0; r < Nk; ++r) tab[h * c.ld + (Nk - 1 - r)] = value(h, static_cast<T>(r));
   };
@@ -225,18 +223,6 @@ Call<T> make_call(const AttentionInputs& in) {
 
 template <class T>
 void pack_for_backward(Call<T>& c) {
-  c.kr.assign(static_cast<size_t>(c.B) * c.nkb * c.H * c.D * kBk, T(0));
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < c.B; ++b)
-    for (int kb = 0; kb < c.nkb; ++kb) {
-      T* dst = c.kr.data() + (int64_t{b} * c.nkb + kb) * c.H * c.D * kBk;
-      const int j0 = kb * kBk, cols = std::min(kBk, c.Nk - j0);
-      for (int jl = 0; jl < cols; ++jl) {
-        const T* row = c.k + b * c.kbs + int64_t{j0 + jl} * c.ks;
-        for (int h = 0; h < c.H; ++h)
-          std::copy(row + h * c.D, row + (h + 1) * c.D, dst + (int64_t{h} * kBk + jl) * c.D);
-      }
-    }
   c.vt.assign(static_cast<size_t>(c.B) * c.nkb * c.Hl * c.D * kBk, T(0));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < c.B; ++b)
@@ -818,8 +804,8 @@ void backward_task(const Call<T>& c, const GradLayout<T>& gl, Tile<T>& t, int b,
     // dq += dS·K/√D (rows of this task); dk += dSᵀ·Q/√D (per-thread accumulator).
     for (int h = ds_begin; h < ds_end; ++h) {
       const T* ds = dS(h);
-      const T* krows = c.kr_block(b, kb) + int64_t{h} * kBk * D;
-      simd::weighted_row_sums_acc(R, nk, ds, kBk, 1, krows, D, D, c.scale,
+      const T* krows = c.k + b * c.kbs + int64_t{j0} * c.ks + h * D;
+      simd::weighted_row_sums_acc(R, nk, ds, kBk, 1, krows, c.ks, D, c.scale,
                                   t.dq.data() + int64_t{h} * kBq * D, D);
       T* dk = dk_acc + ((int64_t{acc_b} * H + h) * c.Nk + j0) * D;  // head-major accumulator
       simd::weighted_row_sums_acc(nk, R, ds, 1, kBk, t.qsc.data() + int64_t{h} * kBq * D, D, D,
@@ -882,11 +868,12 @@ void attention_fused_backward(const AttentionInputs& in, const T* out, const T* 
   T* dq = grads.dq.ptr<T>();
   T* dk = grads.dk.ptr<T>();
   T* dv = grads.dv.ptr<T>();
-  // dk and dv of sequence b from head-major accumulators ([H][Nk][D] and [Hl][Nk][D] per copy),
-  // summed over `copies` of them (k_stride and v_stride apart), in order.
-  auto write_dkdv = [&](int b, const T* k_acc, const T* v_acc, int copies, int64_t k_stride,
-                        int64_t v_stride) {
-    for (int j = 0; j < c.Nk; ++j) {
+  // dk and dv of keys [j_begin, j_end) of sequence b from head-major accumulators ([H][Nk][D]
+  // and [Hl][Nk][D] per copy), summed over `copies` of them (k_stride and v_stride apart), in
+  // order.
+  auto write_dkdv = [&](int b, int j_begin, int j_end, const T* k_acc, const T* v_acc, int copies,
+                        int64_t k_stride, int64_t v_stride) {
+    for (int j = j_begin; j < j_end; ++j) {
       for (int h = 0; h < c.H; ++h) {
         T* d = dk + b * c.kbs + int64_t{j} * c.ks + h * c.D;
         const T* src = k_acc + (int64_t{h} * c.Nk + j) * c.D;
@@ -923,30 +910,42 @@ void attention_fused_backward(const AttentionInputs& in, const T* out, const T* 
           backward_task(c, gl, t, b, qb * kBq, out, lse, dout, dq, k_acc.data(), v_acc.data(), 0,
                         acc.data(), partials.data() + task * gl.total);
         }
-        write_dkdv(b, k_acc.data(), v_acc.data(), 1, 0, 0);
+        write_dkdv(b, 0, c.Nk, k_acc.data(), v_acc.data(), 1, 0, 0);
       }
     }
   } else {
     // Few long sequences: threads share them by query blocks, each accumulating dk and dv for
-    // the whole batch, summed in thread order afterwards.
+    // the whole batch (in its own buffer, zeroed by that thread), summed in thread order
+    // afterwards. Tasks are dealt in a fixed snake order (0, 1, …, T−1, then T−1 … 0 of the next
+    // round): query blocks grow in cost along the causal triangle, and the snake evens out the
+    // threads' shares where a round-robin deal would leave the last thread the most work.
     const int64_t dk_size = int64_t{c.B} * seq_k, dv_size = int64_t{c.B} * seq_v;
-    std::vector<T> dk_acc(static_cast<size_t>(threads) * dk_size, T(0));
-    std::vector<T> dv_acc(static_cast<size_t>(threads) * dv_size, T(0));
+    std::unique_ptr<T[]> dk_acc(new T[static_cast<size_t>(threads) * dk_size]);
+    std::unique_ptr<T[]> dv_acc(new T[static_cast<size_t>(threads) * dv_size]);
 #pragma omp parallel num_threads(threads)
     {
       const int tid = omp_get_thread_num();
+      T* k_acc = dk_acc.get() + tid * dk_size;
+      T* v_acc = dv_acc.get() + tid * dv_size;
+      std::fill(k_acc, k_acc + dk_size, T(0));
+      std::fill(v_acc, v_acc + dv_size, T(0));
       Tile<T> t(c, true);
       std::vector<Vec<T>> acc(std::max<int64_t>(gl.total, 1));
 #pragma omp for schedule(static, 1)
-      for (int task = 0; task < tasks; ++task)
-        backward_task(c, gl, t, task / nqb, (task % nqb) * kBq, out, lse, dout, dq,
-                      dk_acc.data() + tid * dk_size, dv_acc.data() + tid * dv_size, task / nqb,
-                      acc.data(), partials.data() + task * gl.total);
+      for (int i = 0; i < tasks; ++i) {
+        const int round = i / threads, pos = i % threads;
+        const int in_round = std::min(threads, tasks - round * threads);
+        const int task = round * threads + (round % 2 ? in_round - 1 - pos : pos);
+        backward_task(c, gl, t, task / nqb, (task % nqb) * kBq, out, lse, dout, dq, k_acc, v_acc,
+                      task / nqb, acc.data(), partials.data() + task * gl.total);
+      }
     }
-#pragma omp parallel for schedule(static)
+    const int key_chunks = (c.Nk + kBk - 1) / kBk;
+#pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < c.B; ++b)
-      write_dkdv(b, dk_acc.data() + b * seq_k, dv_acc.data() + b * seq_v, threads, dk_size,
-                 dv_size);
+      for (int kc = 0; kc < key_chunks; ++kc)
+        write_dkdv(b, kc * kBk, std::min(c.Nk, (kc + 1) * kBk), dk_acc.get() + b * seq_k,
+                   dv_acc.get() + b * seq_v, threads, dk_size, dv_size);
   }
   // Parameter gradients: the per-task partials, in task order.
   const int64_t st = gl.total;
