@@ -489,26 +489,28 @@ void forward_task(const Call<T>& c, Tile<T>& t, int b, int i0, T* out, T* lse) {
     tile_logits(c, t, b, i0, R, kb);
     for (int hl = 0; hl < Hl; ++hl) {
       T* ah = t.a.data() + int64_t{hl} * kLd;
-      T alpha[kBq];
+      T* m = t.m.data() + hl * kBq;
+      T* l = t.l.data() + hl * kBq;
+      // alpha = e^(m_old − m_new) rescales what the row has summed so far (0 while m_old = −∞;
+      // 1 for a row that sees no key of this block), exponentiated for all rows at once.
+      T alpha[kBq], sum[kBq];
       for (int r = 0; r < R; ++r) {
         T* row = ah + r * kBk;
         const int n = visible(c.qo + i0 + r, j0, cols);
-        T& m = t.m[hl * kBq + r];
         if (n == 0) {
           std::fill(row, row + kBk, T(0));
-          alpha[r] = T(1);
+          alpha[r] = T(0);
+          sum[r] = T(0);
           continue;
         }
-        const T m_new = std::max(m, simd::row_max(row, n));
-        simd::exp_shifted(row, n, m_new);
+        const T m_new = std::max(m[r], simd::row_max(row, n));
+        sum[r] = simd::exp_shifted_sum(row, n, m_new);
         std::fill(row + n, row + kBk, T(0));
-        T sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < n; ++j) sum += row[j];
-        alpha[r] = m == neg_inf ? T(0) : std::exp(m - m_new);
-        t.l[hl * kBq + r] = t.l[hl * kBq + r] * alpha[r] + sum;
-        m = m_new;
+        alpha[r] = m[r] - m_new;
+        m[r] = m_new;
       }
+      simd::exp_shifted(alpha, R, T(0));
+      for (int r = 0; r < R; ++r) l[r] = l[r] * alpha[r] + sum[r];
       // O = O·α + P·V for this head's rows.
       T* o = t.o.data() + int64_t{hl} * kBq * D;
       for (int r = 0; r < R; ++r) {

@@ -407,4 +407,31 @@ inline void exp_shifted(double* x, int n, double shift) {
   for (int j = 0; j < n; ++j) x[j] = std::exp(x[j] - shift);
 }
 
+// exp_shifted, returning Σ_j of the results as well (lane-wise partial sums, then the lanes and
+// the tail in order: the sum depends on the inputs only).
+inline float exp_shifted_sum(float* x, int n, float shift) {
+  constexpr int L = kLanes<float>;
+  Vec<float> acc{};
+  int j = 0;
+  for (; j + L <= n; j += L) {
+    const Vec<float> e = exp_vec(load(x + j) - shift);
+    store(x + j, e);
+    acc += e;
+  }
+  float s = lane_sum<float>(acc);
+  if (j < n) {
+    exp_shifted(x + j, n - j, shift);
+    for (; j < n; ++j) s += x[j];
+  }
+  return s;
+}
+inline double exp_shifted_sum(double* x, int n, double shift) {
+  double s = 0;
+  for (int j = 0; j < n; ++j) {
+    x[j] = std::exp(x[j] - shift);
+    s += x[j];
+  }
+  return s;
+}
+
 }  // namespace dape::cpu::simd
