@@ -60,15 +60,16 @@ struct Call {
   bool f_by_distance = false;
   std::vector<T> z_rev;
   // K (and V for backward) packed per key block and head, transposed: [B][nkb][H][D][Bk].
-  std::vector<T> kt, vt;
+  // Left uninitialized by their allocation: the packing writes every element, padding included.
+  std::unique_ptr<T[]> kt, vt;
 
   // Offset of the first table entry of tile row at query position qi for the block from j0.
   int64_t table_base(int qi, int j0) const { return int64_t{Nk} - 1 - qi + j0; }
   const T* kt_block(int b, int kb) const {
-    return kt.data() + (int64_t{b} * nkb + kb) * H * D * kBk;
+    return kt.get() + (int64_t{b} * nkb + kb) * H * D * kBk;
   }
   const T* vt_block(int b, int kb) const {
-    return vt.data() + (int64_t{b} * nkb + kb) * Hl * D * kBk;
+    return vt.get() + (int64_t{b} * nkb + kb) * Hl * D * kBk;
   }
 };
 
@@ -79,6 +80,20 @@ void check_tensor(const Tensor& t, DType dt, int64_t min_numel, const char* what
   DAPE_CHECK(t.numel() >= min_numel,
              "fused attention: {} has {} elements ({}), expected at least {}", what, t.numel(),
              t.shape.str(), min_numel);
+}
+
+// Packs `cols` rows (stride apart) of heads × D values into a [heads·D][Bk] block, transposed,
+// zero past `cols`. One head at a time, so that the Bk-float lines being filled stay in L1.
+template <class T>
+void pack_transposed(const T* rows, int64_t stride, int cols, int heads, int D, T* dst) {
+  for (int h = 0; h < heads; ++h) {
+    T* blk = dst + int64_t{h} * D * kBk;
+    for (int jl = 0; jl < cols; ++jl) {
+      const T* row = rows + jl * stride + h * D;
+      for (int d = 0; d < D; ++d) blk[int64_t{d} * kBk + jl] = row[d];
+    }
+    for (int d = 0; d < D; ++d) std::fill(blk + int64_t{d} * kBk + cols, blk + (d + 1) * kBk, T(0));
+  }
 }
 
 template <class T>
@@ -207,32 +222,26 @@ Call<T> make_call(const AttentionInputs& in) {
   }
 
   // Pack K per key block and head, transposed, zero-padded past the last key.
-  c.kt.assign(static_cast<size_t>(c.B) * c.nkb * H * c.D * kBk, T(0));
+  c.kt.reset(new T[static_cast<size_t>(c.B) * c.nkb * H * c.D * kBk]);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < c.B; ++b)
     for (int kb = 0; kb < c.nkb; ++kb) {
-      T* dst = c.kt.data() + (int64_t{b} * c.nkb + kb) * H * c.D * kBk;
-      const int j0 = kb * kBk, cols = std::min(kBk, Nk - j0);
-      for (int jl = 0; jl < cols; ++jl) {
-        const T* row = c.k + b * c.kbs + int64_t{j0 + jl} * c.ks;
-        for (int e = 0; e < H * c.D; ++e) dst[int64_t{e} * kBk + jl] = row[e];
-      }
+      const int j0 = kb * kBk;
+      pack_transposed(c.k + b * c.kbs + int64_t{j0} * c.ks, c.ks, std::min(kBk, Nk - j0), H, c.D,
+                      c.kt.get() + (int64_t{b} * c.nkb + kb) * H * c.D * kBk);
     }
   return c;
 }
 
 template <class T>
 void pack_for_backward(Call<T>& c) {
-  c.vt.assign(static_cast<size_t>(c.B) * c.nkb * c.Hl * c.D * kBk, T(0));
+  c.vt.reset(new T[static_cast<size_t>(c.B) * c.nkb * c.Hl * c.D * kBk]);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < c.B; ++b)
     for (int kb = 0; kb < c.nkb; ++kb) {
-      T* dst = c.vt.data() + (int64_t{b} * c.nkb + kb) * c.Hl * c.D * kBk;
-      const int j0 = kb * kBk, cols = std::min(kBk, c.Nk - j0);
-      for (int jl = 0; jl < cols; ++jl) {
-        const T* row = c.v + b * c.vbs + int64_t{j0 + jl} * c.vs;
-        for (int e = 0; e < c.Hl * c.D; ++e) dst[int64_t{e} * kBk + jl] = row[e];
-      }
+      const int j0 = kb * kBk;
+      pack_transposed(c.v + b * c.vbs + int64_t{j0} * c.vs, c.vs, std::min(kBk, c.Nk - j0), c.Hl,
+                      c.D, c.vt.get() + (int64_t{b} * c.nkb + kb) * c.Hl * c.D * kBk);
     }
 }
 
