@@ -9,7 +9,10 @@
  *
  * FLOPs are counted over the causal pairs (B·N(N+1)/2): forward = 2HD (Q·Kᵀ) + 2HD (P·V)
  * + 2·(2H·W + W·H) (f) per pair; forward + backward = 3 × forward (recomputation in backward
- * is not counted). The reference is skipped where its [H, N, N] tensors would pass
+ * is not counted). These are the nominal FLOPs of the computation, the same for both
+ * implementations: the fused CPU kernel evaluates the B half of f's first layer per distance
+ * rather than per pair where B depends on i − j alone (kernels/cpu/attention_fused.h), so it
+ * performs fewer than it is credited with, and its rate is best read as speed. The reference is skipped where its [H, N, N] tensors would pass
  * --reference-max-gb. Peak RSS is the process's high-water mark after each row (getrusage), so
  * run one implementation at a time (--impl) to attribute memory.
  *
