@@ -12,7 +12,8 @@
  * is not counted). These are the nominal FLOPs of the computation, the same for both
  * implementations: the fused CPU kernel evaluates the B half of f's first layer per distance
  * rather than per pair where B depends on i − j alone (kernels/cpu/attention_fused.h), so it
- * performs fewer than it is credited with, and its rate is best read as speed. The reference is skipped where its [H, N, N] tensors would pass
+ * performs fewer than it is credited with, and its rate is best read as speed. The reference is
+ * skipped where its [H, N, N] tensors would pass
  * --reference-max-gb. Peak RSS is the process's high-water mark after each row (getrusage), so
  * run one implementation at a time (--impl) to attribute memory.
  *
@@ -20,6 +21,9 @@
  * the training mode) and the rates are printed in TFLOP/s. Every timer stops after
  * Ops::synchronize(), so a time covers the device's work, not just the launches. The reference
  * is not run on CUDA unless --impl reference or both asks for it (it is the slow oracle).
+ * --paired (CPU) times fused and reference in turn within each repetition and reports the median
+ * of the per-repetition ratios: on a shared machine whose speed drifts, that ratio holds where
+ * two medians taken minutes apart do not.
  * --tokens T sets the batch of each length to T / N (at least 1), so that short sequences still
  * fill the device.
  */
@@ -49,7 +53,7 @@ struct Options {
   std::vector<int> lengths = {128, 512, 2048, 8192};
   std::string scheme = "kerple", impl;    // impl "": both on the CPU, fused on CUDA
   std::string device = "cpu", precision;  // precision "": fp32 on the CPU, bf16 on CUDA
-  bool no_dape = false;
+  bool no_dape = false, paired = false;
   double reference_max_gb = 16.0;
 
   bool cuda() const { return device == "cuda"; }
@@ -76,89 +80,136 @@ struct Timing {
   double forward = 0, both = 0;  // median seconds
 };
 
-Timing run(Ops& ops, const Options& o, int N, AttentionImpl impl) {
-  const int B = o.batch(N), H = o.H, D = o.D, W = o.W;
-  AttentionInputs in;
-  in.shape = AttentionShape{B, N, H, D, int64_t{H} * D};
-  DeviceBuffer q = random_buffer(ops, {B, N, H, D}, 1, -1, 1),
-               k = random_buffer(ops, {B, N, H, D}, 2, -1, 1),
-               v = random_buffer(ops, {B, N, H, D}, 3, -1, 1),
-               dout = random_buffer(ops, {B, N, H, D}, 4, -1, 1);
-  in.q = q;
-  in.k = k;
-  in.v = v;
-  parse_position_scheme(o.scheme, &in.bias.scheme);
-  std::vector<DeviceBuffer> keep;
-  auto param = [&](Shape s, double lo, double hi) -> Tensor {
-    keep.push_back(random_buffer(ops, s, 100 + keep.size(), lo, hi));
-    return keep.back();
-  };
-  AttentionGrads g;
-  auto grad = [&](const Tensor& p) -> Tensor {
-    keep.push_back(ops.float_buffer(p.shape));
-    ops.fill(keep.back(), 0.0);
-    return keep.back();
-  };
-  if (in.bias.scheme == PositionScheme::kerple) {
-    in.bias.kerple_p = param({H}, 0.1, 2.0);
-    in.bias.kerple_a = param({H}, 0.1, 1.0);
-    g.bias.kerple_p = grad(in.bias.kerple_p);
-    g.bias.kerple_a = grad(in.bias.kerple_a);
-  } else if (in.bias.scheme == PositionScheme::fire) {
-    in.bias.fire_c = param({1}, 0.1, 0.1);
-    in.bias.fire_L_multiplier = param({1}, 1.0, 1.0);
-    in.bias.fire_w1 = param({W, 1}, -1, 1);
-    in.bias.fire_b1 = param({W}, -1, 1);
-    in.bias.fire_w2 = param({H, W}, -0.2, 0.2);
-    in.bias.fire_b2 = param({H}, -0.2, 0.2);
-    in.bias.fire_leaky_relu = !o.no_dape;
-    g.bias.fire_c = grad(in.bias.fire_c);
-    g.bias.fire_L_multiplier = grad(in.bias.fire_L_multiplier);
-    g.bias.fire_w1 = grad(in.bias.fire_w1);
-    g.bias.fire_b1 = grad(in.bias.fire_b1);
-    g.bias.fire_w2 = grad(in.bias.fire_w2);
-    g.bias.fire_b2 = grad(in.bias.fire_b2);
-  }
-  if (!o.no_dape) {
-    in.dape.enabled = true;
-    in.dape.width = W;
-    in.dape.w1 = param({W, 2 * H}, -0.2, 0.2);
-    in.dape.b1 = param({W}, -0.2, 0.2);
-    in.dape.w2 = param({H, W}, -0.2, 0.2);
-    in.dape.b2 = param({H}, -0.2, 0.2);
-    g.dape = in.dape;
-    g.dape.w1 = grad(in.dape.w1);
-    g.dape.b1 = grad(in.dape.b1);
-    g.dape.w2 = grad(in.dape.w2);
-    g.dape.b2 = grad(in.dape.b2);
-  }
-  DeviceBuffer out = ops.float_buffer({B, N, H, D}), lse = ops.float_buffer({B, H, N});
-  DeviceBuffer dq = ops.float_buffer({B, N, H, D}), dk = ops.float_buffer({B, N, H, D}),
-               dv = ops.float_buffer({B, N, H, D});
-  g.dq = dq;
-  g.dk = dk;
-  g.dv = dv;
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
 
-  auto now = [] { return std::chrono::steady_clock::now(); };
-  auto since = [&](auto t0) { return std::chrono::duration<double>(now() - t0).count(); };
-  std::vector<double> fwd, both;
-  ops.synchronize();                         // the uploads above are not timed
-  for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up
+// One layer's attention problem (random inputs, DAPE and scheme parameters, output and gradient
+// buffers) at length N; time() runs forward, then backward, once.
+class Problem {
+ public:
+  Problem(Ops& ops, const Options& o, int N) : ops_(ops) {
+    const int B = o.batch(N), H = o.H, D = o.D, W = o.W;
+    in_.shape = AttentionShape{B, N, H, D, int64_t{H} * D};
+    q_ = random_buffer(ops, {B, N, H, D}, 1, -1, 1);
+    k_ = random_buffer(ops, {B, N, H, D}, 2, -1, 1);
+    v_ = random_buffer(ops, {B, N, H, D}, 3, -1, 1);
+    dout_ = random_buffer(ops, {B, N, H, D}, 4, -1, 1);
+    in_.q = q_;
+    in_.k = k_;
+    in_.v = v_;
+    parse_position_scheme(o.scheme, &in_.bias.scheme);
+    AttentionGrads& g = g_;
+    if (in_.bias.scheme == PositionScheme::kerple) {
+      in_.bias.kerple_p = param({H}, 0.1, 2.0);
+      in_.bias.kerple_a = param({H}, 0.1, 1.0);
+      g.bias.kerple_p = grad(in_.bias.kerple_p);
+      g.bias.kerple_a = grad(in_.bias.kerple_a);
+    } else if (in_.bias.scheme == PositionScheme::fire) {
+      in_.bias.fire_c = param({1}, 0.1, 0.1);
+      in_.bias.fire_L_multiplier = param({1}, 1.0, 1.0);
+      in_.bias.fire_w1 = param({W, 1}, -1, 1);
+      in_.bias.fire_b1 = param({W}, -1, 1);
+      in_.bias.fire_w2 = param({H, W}, -0.2, 0.2);
+      in_.bias.fire_b2 = param({H}, -0.2, 0.2);
+      in_.bias.fire_leaky_relu = !o.no_dape;
+      g.bias.fire_c = grad(in_.bias.fire_c);
+      g.bias.fire_L_multiplier = grad(in_.bias.fire_L_multiplier);
+      g.bias.fire_w1 = grad(in_.bias.fire_w1);
+      g.bias.fire_b1 = grad(in_.bias.fire_b1);
+      g.bias.fire_w2 = grad(in_.bias.fire_w2);
+      g.bias.fire_b2 = grad(in_.bias.fire_b2);
+    }
+    if (!o.no_dape) {
+      in_.dape.enabled = true;
+      in_.dape.width = W;
+      in_.dape.w1 = param({W, 2 * H}, -0.2, 0.2);
+      in_.dape.b1 = param({W}, -0.2, 0.2);
+      in_.dape.w2 = param({H, W}, -0.2, 0.2);
+      in_.dape.b2 = param({H}, -0.2, 0.2);
+      g.dape = in_.dape;
+      g.dape.w1 = grad(in_.dape.w1);
+      g.dape.b1 = grad(in_.dape.b1);
+      g.dape.w2 = grad(in_.dape.w2);
+      g.dape.b2 = grad(in_.dape.b2);
+    }
+    out_ = ops.float_buffer({B, N, H, D});
+    lse_ = ops.float_buffer({B, H, N});
+    dq_ = ops.float_buffer({B, N, H, D});
+    dk_ = ops.float_buffer({B, N, H, D});
+    dv_ = ops.float_buffer({B, N, H, D});
+    g.dq = dq_;
+    g.dk = dk_;
+    g.dv = dv_;
+    ops.synchronize();  // the uploads are not timed
+  }
+
+  // Seconds of the forward pass and of forward + backward.
+  Timing time(AttentionImpl impl) {
+    auto now = [] { return std::chrono::steady_clock::now(); };
+    auto since = [&](auto t0) { return std::chrono::duration<double>(now() - t0).count(); };
     auto t0 = now();
-    ops.attention_forward(in, out, lse, impl);
-    ops.synchronize();
+    ops_.attention_forward(in_, out_, lse_, impl);
+    ops_.synchronize();
     const double tf = since(t0);
-    ops.attention_backward(in, out, lse, dout, g, impl);
-    ops.synchronize();
-    const double tb = since(t0);
+    ops_.attention_backward(in_, out_, lse_, dout_, g_, impl);
+    ops_.synchronize();
+    return {tf, since(t0)};
+  }
+
+ private:
+  Tensor param(Shape s, double lo, double hi) {
+    keep_.push_back(random_buffer(ops_, s, 100 + keep_.size(), lo, hi));
+    return keep_.back();
+  }
+  Tensor grad(const Tensor& p) {
+    keep_.push_back(ops_.float_buffer(p.shape));
+    ops_.fill(keep_.back(), 0.0);
+    return keep_.back();
+  }
+
+  Ops& ops_;
+  AttentionInputs in_;
+  AttentionGrads g_;
+  DeviceBuffer q_, k_, v_, dout_, out_, lse_, dq_, dk_, dv_;
+  std::vector<DeviceBuffer> keep_;
+};
+
+// Medians over o.reps timed repetitions after one warm-up.
+Timing run(Ops& ops, const Options& o, int N, AttentionImpl impl) {
+  Problem p(ops, o, N);
+  std::vector<double> fwd, both;
+  for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up
+    const Timing t = p.time(impl);
     if (rep > 0) {
-      fwd.push_back(tf);
-      both.push_back(tb);
+      fwd.push_back(t.forward);
+      both.push_back(t.both);
     }
   }
-  std::sort(fwd.begin(), fwd.end());
-  std::sort(both.begin(), both.end());
-  return {fwd[fwd.size() / 2], both[both.size() / 2]};
+  return {median(fwd), median(both)};
+}
+
+// --paired: fused and reference in turn, rep by rep, so that a drift in the machine's speed (a
+// shared host) reaches both alike; the speed-up is the median of the per-rep ratios.
+struct Paired {
+  Timing fused, reference, speedup;
+};
+Paired run_paired(Ops& ops, const Options& o, int N) {
+  Problem p(ops, o, N);
+  std::vector<double> ff, fb, rf, rb, sf, sb;
+  for (int rep = 0; rep <= o.reps; ++rep) {
+    const Timing f = p.time(AttentionImpl::fused);
+    const Timing r = p.time(AttentionImpl::reference);
+    if (rep == 0) continue;
+    ff.push_back(f.forward);
+    fb.push_back(f.both);
+    rf.push_back(r.forward);
+    rb.push_back(r.both);
+    sf.push_back(r.forward / f.forward);
+    sb.push_back(r.both / f.both);
+  }
+  return {{median(ff), median(fb)}, {median(rf), median(rb)}, {median(sf), median(sb)}};
 }
 
 // The backend the options ask for; throws dape::Error when it cannot be had.
@@ -176,6 +227,11 @@ std::unique_ptr<Ops> make_ops(const Options& o) {
 int bench(Options o) {
   if (o.impl.empty()) o.impl = o.cuda() ? "fused" : "both";
   if (o.precision.empty()) o.precision = o.cuda() ? "bf16" : "fp32";
+  if (o.paired && (o.cuda() || o.impl != "both"))
+    fail(
+        "--paired times fused against reference on the CPU: it needs --device cpu and --impl "
+        "both (got --device {} --impl {})",
+        o.device, o.impl);
   std::unique_ptr<Ops> ops_owner = make_ops(o);
   Ops& ops = *ops_owner;
   const double per_pair =
@@ -203,10 +259,22 @@ int bench(Options o) {
     const double pairs = static_cast<double>(o.batch(N)) * N * (N + 1) / 2.0;
     const double flops = pairs * per_pair;
     Timing fused{}, ref{};
+    const bool ref_fits = 4.0 * o.H * static_cast<double>(N) * N / 1e9 * 4 <= o.reference_max_gb;
+    if (o.paired && ref_fits) {
+      const Paired p = run_paired(ops, o, N);
+      for (const auto& [name, t] :
+           {std::pair{"fused", p.fused}, std::pair{"reference", p.reference}})
+        std::printf("%-9s %6d %11.2f %9.1f %13.2f %9.1f %9.2f\n", name, N, 1e3 * t.forward,
+                    flops / t.forward / 1e9, 1e3 * t.both, 3 * flops / t.both / 1e9, peak_rss_gb());
+      std::printf("%-9s %6d %11.2fx %23.2fx  (median of the per-rep ratios)\n", "speedup", N,
+                  p.speedup.forward, p.speedup.both);
+      std::fflush(stdout);
+      continue;
+    }
     for (const char* name : {"fused", "reference"}) {
       const bool is_fused = std::string(name) == "fused";
       if (o.impl != "both" && o.impl != name) continue;
-      if (!is_fused && 4.0 * o.H * static_cast<double>(N) * N / 1e9 * 4 > o.reference_max_gb) {
+      if (!is_fused && !ref_fits) {
         std::printf("%-9s %6d %11s  (skipped: its [H, N, N] tensors exceed --reference-max-gb)\n",
                     name, N, "-");
         continue;
@@ -243,6 +311,10 @@ int main(int argc, char** argv) {
   app.add_option("--scheme", o.scheme,
                  "none|rope|alibi|kerple|fire (rope's rotation is not timed)");
   app.add_flag("--no-dape", o.no_dape);
+  app.add_flag("--paired", o.paired,
+               "CPU: time fused and reference in turn, rep by rep; the speed-up is the median of "
+               "the per-rep ratios (steady on a shared machine whose speed drifts; the RSS column "
+               "then covers both)");
   app.add_option("--impl", o.impl, "fused|reference|both (default: both on cpu, fused on cuda)")
       ->check(CLI::IsMember({"fused", "reference", "both"}));
   app.add_option("--device", o.device, "cpu|cuda")->check(CLI::IsMember({"cpu", "cuda"}));
