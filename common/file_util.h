@@ -27,6 +27,10 @@ class MappedFile {
 
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  // Drops the pages holding bytes [offset, offset + length) from memory: a reader done with a
+  // range keeps the process's resident size down (the pages are read from the file again if the
+  // range is touched later).
+  void release(size_t offset, size_t length) const;
   const std::string& path() const { return path_; }
 
  private:

@@ -441,6 +441,14 @@ class PieceReader {
     return reinterpret_cast<const float*>(p);
   }
 
+  // Done with piece `s` for now: its pages leave memory (a later data() maps them in again), so
+  // that loading holds one piece of the file at a time rather than all of it.
+  void release(const checkpoint::TensorShard& s) {
+    auto f = files_.find(s.file());
+    if (f != files_.end())
+      f->second.release(static_cast<size_t>(s.byte_offset()), static_cast<size_t>(s.byte_length()));
+  }
+
  private:
   const CheckpointRef& ckpt_;
   std::map<std::string, int64_t> sizes_;
@@ -499,6 +507,7 @@ TrainingState load_checkpoint(const CheckpointRef& ckpt, Ops& ops, ParamStore& p
             to.offset[i] = seg.local.offset[i] + (both.offset[i] - seg.global.offset[i]);
           }
           copy_box(reader.data(name, sh), 0, piece.shape(), from, dst, dst_first, v.spec.shape, to);
+          reader.release(sh);
           covered += both.numel();
         }
       }
