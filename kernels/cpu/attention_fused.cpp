@@ -250,7 +250,7 @@ void pack_for_backward(Call<T>& c) {
 template <class T>
 struct Tile {
   std::vector<T> qsc;   // [H][Bq][D] the task's query rows times 1/√D, head-major
-  std::vector<T> x;     // [2H][P] f's input: S, then B
+  std::vector<T> x;     // [H][P] S; for FIRE [2H][P], S then B (f's and g's input)
   std::vector<T> act;   // [W][P] f's hidden activations
   std::vector<T> a;     // [Hl][P] logits, then probabilities
   std::vector<T> u;     // [P] FIRE's normalized distance
@@ -260,7 +260,7 @@ struct Tile {
   // backward
   std::vector<T> dp;              // [Hl][P] dP, then dA
   std::vector<T> da;              // [W][P] ∂/∂act, then ∂/∂hidden (also g's)
-  std::vector<T> dx;              // [2H][P] ∂/∂S, ∂/∂B
+  std::vector<T> dx;              // [H][P] ∂/∂S; for FIRE [2H][P], ∂/∂S then ∂/∂B
   std::vector<T> dq;              // [H][Bq][D]
   std::vector<T> dout;            // [Hl][Bq][D] the task's output gradient rows, head-major
   std::vector<T> di;              // [Hl][Bq] rowsum(dO ⊙ O)
@@ -272,7 +272,9 @@ struct Tile {
   explicit Tile(const Call<T>& c, bool backward) {
     const size_t P = kLd, HD = static_cast<size_t>(c.H) * c.D;
     qsc.resize(kBq * HD);
-    x.resize(2 * c.H * P);
+    // B is held per pair only for FIRE; the other schemes read theirs from the distance tables.
+    const size_t x_rows = c.scheme == PositionScheme::fire ? 2 * c.H : c.H;
+    x.resize(x_rows * P);
     act.resize(static_cast<size_t>(std::max(c.W, 1)) * P);
     a.resize(c.Hl * P);
     if (c.scheme == PositionScheme::fire) {
@@ -285,7 +287,7 @@ struct Tile {
     if (backward) {
       dp.resize(c.Hl * P);
       da.resize(static_cast<size_t>(std::max({c.W, c.G, 1})) * P);
-      dx.resize(2 * c.H * P);
+      dx.resize(x_rows * P);
       dq.resize(kBq * HD);
       dout.resize(static_cast<size_t>(kBq) * c.Hl * c.D);
       di.resize(c.Hl * kBq);
