@@ -42,9 +42,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_ops.h"
 #include "common/rng.h"
-#include "kernels/cpu/cpu_ops.h"
-#include "kernels/cuda_backend.h"
 #include "kernels/cuda_device.h"
 
 using namespace dape;
@@ -215,18 +214,6 @@ Paired run_paired(Ops& ops, const Options& o, int N) {
   return {{median(ff), median(fb)}, {median(rf), median(rb)}, {median(sf), median(sb)}};
 }
 
-// The backend the options ask for; throws dape::Error when it cannot be had.
-std::unique_ptr<Ops> make_ops(const Options& o) {
-  if (!o.cuda()) {
-    if (o.precision != "fp32") fail("--precision {}: the CPU computes in fp32 only", o.precision);
-    return std::make_unique<CpuOps>(DType::f32, o.threads);
-  }
-  CudaOpsOptions options;
-  if (!parse_cuda_precision(o.precision, &options.precision))
-    fail("--precision {}: expected fp32 or bf16", o.precision);
-  return make_cuda_ops(options);
-}
-
 int bench(Options o) {
   if (o.impl.empty()) o.impl = o.cuda() ? "fused" : "both";
   if (o.precision.empty()) o.precision = o.cuda() ? "bf16" : "fp32";
@@ -235,7 +222,7 @@ int bench(Options o) {
         "--paired times fused against reference on the CPU: it needs --device cpu and --impl "
         "both (got --device {} --impl {})",
         o.device, o.impl);
-  std::unique_ptr<Ops> ops_owner = make_ops(o);
+  std::unique_ptr<Ops> ops_owner = make_bench_ops(o.device, o.precision, o.threads);
   Ops& ops = *ops_owner;
   const double per_pair =
       4.0 * o.H * o.D +

@@ -35,12 +35,11 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_ops.h"
 #include "common/rng.h"
 #include "core/config/config.h"
 #include "core/model/decoder.h"
 #include "core/optim/adamw_optimizer.h"
-#include "kernels/cpu/cpu_ops.h"
-#include "kernels/cuda_backend.h"
 #include "kernels/cuda_device.h"
 #include "kernels/profiling_ops.h"
 
@@ -83,17 +82,6 @@ ModelSpec model_spec(int layers, int d_model, int heads, int vocab, int seq,
   s.max_positions = std::max(2048, seq);
   s.attention = attention == "fused" ? AttentionImpl::fused : AttentionImpl::reference;
   return s;
-}
-
-std::unique_ptr<Ops> make_ops(const Device& d) {
-  if (!d.cuda()) {
-    if (d.precision != "fp32") fail("--precision {}: the CPU computes in fp32 only", d.precision);
-    return std::make_unique<CpuOps>(DType::f32, d.threads);
-  }
-  CudaOpsOptions options;
-  if (!parse_cuda_precision(d.precision, &options.precision))
-    fail("--precision {}: expected fp32 or bf16", d.precision);
-  return make_cuda_ops(options);
 }
 
 void run(Ops& backend, const Workload& w, const Device& d, int steps, bool profile) {
@@ -202,7 +190,7 @@ int main(int argc, char** argv) {
                         model_spec(12, 768, 12, 50257, 128, position, !no_dape, width, attention),
                         8, 128});
     }
-    std::unique_ptr<Ops> backend = make_ops(dev);
+    std::unique_ptr<Ops> backend = make_bench_ops(dev.device, dev.precision, dev.threads);
     if (dev.cuda()) {
       const std::string devices = query_cuda_devices().description;
       std::printf("cuda %s on %s; MFU against a peak of %.0f TFLOP/s (--peak-tflops)\n",
