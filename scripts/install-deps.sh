@@ -7,6 +7,10 @@ PACKAGES=(
   cmake g++ make pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libdnnl-dev
+  # Debian 12's libdnnl-dev (oneDNN 2.6) asks for OpenCL in its CMake config (dnnl-config.cmake
+  # calls find_package(OpenCL)) without depending on a package that provides the headers and the
+  # libOpenCL.so link: without these, configure stops at "Could NOT find OpenCL".
+  ocl-icd-opencl-dev opencl-headers
   libopenmpi-dev openmpi-bin
   libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev libcli11-dev
