@@ -11,6 +11,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cuda_device.h"
 #include "launcher/commands.h"
 #include "parallel/comm.h"
@@ -33,7 +34,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", [] {
     CudaDevices cuda = query_cuda_devices();
     std::string v = std::string("dape ") + DAPE_VERSION +
-                    "\nCPU threads: " + std::to_string(omp_get_max_threads());
+                    "\nCPU threads: " + std::to_string(omp_get_max_threads()) + "\nCPU " +
+                    cpu::describe_cpu_isa();
     v += cuda.count > 0 ? "\nCUDA devices:\n" + cuda.description : "\nCUDA: " + cuda.reason;
     return v;
   });

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 bash scripts/install-deps.sh
-bash scripts/build.sh -DDAPE_WERROR=ON
+# CUDA back on wherever nvcc is (the demo may have configured build/ without it).
+bash scripts/build.sh -DDAPE_WERROR=ON -DDAPE_CUDA="${DAPE_CUDA:-AUTO}"
 # Serially: each test already uses every core (OpenMP), and oversubscribed OpenMP threads
 # spin-wait each other to a crawl.
 (cd build && ctest --output-on-failure --timeout 900)

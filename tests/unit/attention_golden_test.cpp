@@ -24,12 +24,9 @@ using test::expect_error;
 
 namespace fs = std::filesystem;
 
-// The PyTorch-made golden files: the shared directory beside a developer checkout when it is
-// there (the newest), else the copy in the repository (tests/data/golden/pytorch/README.md).
-const std::string kSharedGoldenDir =
-    std::filesystem::is_directory(DAPE_SOURCE_DIR "/../shared/golden/attention")
-        ? DAPE_SOURCE_DIR "/../shared/golden/attention"
-        : DAPE_SOURCE_DIR "/tests/data/golden/pytorch";
+// The PyTorch-made golden files, as copied into the repository
+// (tests/data/golden/pytorch/README.md): every checkout and CI test against the same files.
+const std::string kSharedGoldenDir = DAPE_SOURCE_DIR "/tests/data/golden/pytorch";
 const std::string kOwnGoldenDir = DAPE_SOURCE_DIR "/tests/data/golden";
 
 std::vector<std::string> safetensors_in(const std::string& dir) {
@@ -52,15 +49,24 @@ void expect_all_pass(const std::vector<std::string>& files, DType dtype) {
     }
 }
 
+// The PyTorch files of DAPE V1 and of no DAPE (DAPE V2's, `*_dapev2` with metadata `dape: v2`,
+// are for a version of f that `dape golden` does not implement yet, and refuses by name).
+std::vector<std::string> shared_v1_files() {
+  std::vector<std::string> files;
+  for (const auto& f : safetensors_in(kSharedGoldenDir))
+    if (fs::path(f).stem().string().find("_dapev2") == std::string::npos) files.push_back(f);
+  return files;
+}
+
 TEST(AttentionGolden, SharedFilesPassInFloat32) {
-  const auto files = safetensors_in(kSharedGoldenDir);
+  const auto files = shared_v1_files();
   ASSERT_EQ(files.size(), 10u) << "expected none, alibi, kerple, fire, rope, each with and "
                                   "without DAPE";
   expect_all_pass(files, DType::f32);
 }
 
 TEST(AttentionGolden, SharedFilesPassInFloat64) {
-  expect_all_pass(safetensors_in(kSharedGoldenDir), DType::f64);
+  expect_all_pass(shared_v1_files(), DType::f64);
 }
 
 TEST(AttentionGolden, GeneratedFilesOfOtherShapesPass) {
