@@ -14,13 +14,21 @@
  *
  * The SIMD type is GCC/Clang's vector extension sized to the widest enabled ISA (AVX-512, AVX,
  * else SSE), so the code is portable and the compiler emits plain vector loads and FMAs.
+ *
+ * Multiply-adds are written as madd(a, b, c) (kernels/cpu/madd.h, with vector forms here): the
+ * compiler does not fuse on its own, so two tile shapes that compute the same sum, or a vector
+ * body and its scalar tail, round alike and a row's result does not depend on its tile.
  */
 #pragma once
+
+#include <immintrin.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+
+#include "kernels/cpu/madd.h"
 
 namespace dape::cpu::simd {
 
@@ -40,6 +48,39 @@ template <class T>
 using Vec = typename VecOf<T>::type;
 template <class T>
 constexpr int kLanes = kBytes / static_cast<int>(sizeof(T));
+
+// a·b + c lane by lane, rounded as the scalar cpu::madd rounds, so a tail loop agrees with the
+// vector body.
+using cpu::madd;
+inline Vec<float> madd(const Vec<float>& a, const Vec<float>& b, const Vec<float>& c) {
+#if defined(__AVX512F__)
+  return _mm512_fmadd_ps(a, b, c);
+#elif defined(__FMA__) && defined(__AVX__)
+  return _mm256_fmadd_ps(a, b, c);
+#elif defined(__FMA__)
+  return _mm_fmadd_ps(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+inline Vec<double> madd(const Vec<double>& a, const Vec<double>& b, const Vec<double>& c) {
+#if defined(__AVX512F__)
+  return _mm512_fmadd_pd(a, b, c);
+#elif defined(__FMA__) && defined(__AVX__)
+  return _mm256_fmadd_pd(a, b, c);
+#elif defined(__FMA__)
+  return _mm_fmadd_pd(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+// A scalar times a vector, plus a vector.
+inline Vec<float> madd(float a, const Vec<float>& b, const Vec<float>& c) {
+  return madd(Vec<float>{} + a, b, c);
+}
+inline Vec<double> madd(double a, const Vec<double>& b, const Vec<double>& c) {
+  return madd(Vec<double>{} + a, b, c);
+}
 
 // n rounded up to a whole number of SIMD vectors.
 template <class T>
@@ -99,7 +140,7 @@ inline void gemm_tile(int K, const T* a, int64_t a_row, int64_t a_col, const T* 
     for (int t = 0; t < TB; ++t) xv[t] = load(x + k * ldx + j + t * L);
     for (int r = 0; r < R; ++r) {
       const T av = a[r * a_row + k * a_col];
-      for (int t = 0; t < TB; ++t) acc[r][t] += av * xv[t];
+      for (int t = 0; t < TB; ++t) acc[r][t] = madd(av, xv[t], acc[r][t]);
     }
   }
   for (int r = 0; r < R; ++r)
@@ -164,7 +205,7 @@ inline void outer_tile(int tiles, const T* x, int64_t ldx, const T* y, int64_t l
     for (int r = 0; r < RM; ++r) xv[r] = load(x + r * ldx + t * L);
     for (int c = 0; c < RN; ++c) yv[c] = load(y + c * ldy + t * L);
     for (int r = 0; r < RM; ++r)
-      for (int c = 0; c < RN; ++c) s[r][c] += xv[r] * yv[c];
+      for (int c = 0; c < RN; ++c) s[r][c] = madd(xv[r], yv[c], s[r][c]);
   }
   for (int r = 0; r < RM; ++r)
     for (int c = 0; c < RN; ++c) acc[r * acc_ld + c] = s[r][c];
@@ -258,7 +299,7 @@ inline void weighted_chunk(int n, const T* w, int64_t ldw, const T* rows, int64_
     for (int c = 0; c < V; ++c) v[c] = load(rows + j * stride + e + c * L);
     for (int r = 0; r < R; ++r) {
       const T wr = w[r * ldw + j];
-      for (int c = 0; c < V; ++c) acc[r][c] += wr * v[c];
+      for (int c = 0; c < V; ++c) acc[r][c] = madd(wr, v[c], acc[r][c]);
     }
   }
   for (int r = 0; r < R; ++r)
@@ -279,7 +320,7 @@ inline void weighted_rows_r(int n, const T* w, int64_t ldw, const T* rows, int64
   for (; e < D; ++e) {
     T acc[R] = {};
     for (int j = 0; j < n; ++j)
-      for (int r = 0; r < R; ++r) acc[r] += w[r * ldw + j] * rows[j * stride + e];
+      for (int r = 0; r < R; ++r) acc[r] = madd(w[r * ldw + j], rows[j * stride + e], acc[r]);
     for (int r = 0; r < R; ++r) dst[r * ld_dst + e] = factor * acc[r];
   }
 }
@@ -310,13 +351,13 @@ inline void weighted_acc_chunk(int n, const T* w, int64_t w_row, int64_t w_term,
     for (int c = 0; c < V; ++c) v[c] = load(rows + j * stride + e + c * L);
     for (int r = 0; r < R; ++r) {
       const T wr = w[r * w_row + j * w_term];
-      for (int c = 0; c < V; ++c) acc[r][c] += wr * v[c];
+      for (int c = 0; c < V; ++c) acc[r][c] = madd(wr, v[c], acc[r][c]);
     }
   }
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < V; ++c) {
       T* d = dst + r * ld_dst + e + c * L;
-      store(d, load(d) + factor * acc[r][c]);
+      store(d, madd(factor, acc[r][c], load(d)));
     }
 }
 
@@ -334,8 +375,9 @@ inline void weighted_acc_rows(int n, const T* w, int64_t w_row, int64_t w_term, 
   for (; e < D; ++e) {
     T acc[R] = {};
     for (int j = 0; j < n; ++j)
-      for (int r = 0; r < R; ++r) acc[r] += w[r * w_row + j * w_term] * rows[j * stride + e];
-    for (int r = 0; r < R; ++r) dst[r * ld_dst + e] += factor * acc[r];
+      for (int r = 0; r < R; ++r)
+        acc[r] = madd(w[r * w_row + j * w_term], rows[j * stride + e], acc[r]);
+    for (int r = 0; r < R; ++r) dst[r * ld_dst + e] = madd(factor, acc[r], dst[r * ld_dst + e]);
   }
 }
 
@@ -371,18 +413,19 @@ inline Vec<float> exp_vec(Vec<float> x) {
   const VI underflow = x < lo;
   x = x < lo ? lo : x;
   x = x > hi ? hi : x;
-  const Vec<float> fx = x * 1.44269504088896341f + 0.5f;
+  const Vec<float> fx = madd(x, splat(1.44269504088896341f), splat(0.5f));
   VI k = __builtin_convertvector(fx, VI);            // truncates toward zero ...
   k += __builtin_convertvector(k, Vec<float>) > fx;  // ... so step down where that rounded up
   const Vec<float> kf = __builtin_convertvector(k, Vec<float>);
-  x = x - kf * 0.693359375f + kf * 2.12194440e-4f;
+  x = madd(kf, splat(-0.693359375f), x);  // x − k·ln2, ln2 in two parts
+  x = madd(kf, splat(2.12194440e-4f), x);
   Vec<float> y = splat(1.9875691500e-4f);
-  y = y * x + 1.3981999507e-3f;
-  y = y * x + 8.3334519073e-3f;
-  y = y * x + 4.1665795894e-2f;
-  y = y * x + 1.6666665459e-1f;
-  y = y * x + 5.0000001201e-1f;
-  y = y * x * x + x + 1.0f;
+  y = madd(y, x, splat(1.3981999507e-3f));
+  y = madd(y, x, splat(8.3334519073e-3f));
+  y = madd(y, x, splat(4.1665795894e-2f));
+  y = madd(y, x, splat(1.6666665459e-1f));
+  y = madd(y, x, splat(5.0000001201e-1f));
+  y = madd(y, x * x, x) + 1.0f;
   const VI bits = (k + 127) << 23;
   Vec<float> scale;
   std::memcpy(&scale, &bits, sizeof(scale));

@@ -9,10 +9,10 @@
  *
  * The price is a few ulp instead of glibc's correctly rounded results, and results below
  * FLT_MIN flushed to zero. Errors against the std:: functions in double, measured over every
- * float in the range (tests/unit/vector_math_test.cpp re-checks these bounds on a sample). The
- * compiler may or may not contract a·b + c into one fused multiply-add (it does at -O2 with
- * -march=native, the default build; not at -O0 or without FMA hardware), which moves the last
- * bits; where that matters both figures are given, FMA first:
+ * float in the range (tests/unit/vector_math_test.cpp re-checks these bounds on a sample). Each
+ * polynomial step is an explicit madd (kernels/cpu/madd.h): one fused multiply-add on CPUs with
+ * FMA (x86-64-v3 and up), a multiply and an add without (x86-64-v2), which moves the last bits;
+ * where that matters both figures are given, FMA first:
  *   vec_exp         x in [-87.33, 88.72]   relative 8.5e-8 (glibc expf: 6.0e-8)
  *   vec_erf         all x                  absolute 1.35e-7 / 1.52e-7 (glibc erff: 5.8e-8);
  *                                          relative 1.78e-7 / 1.83e-7 for normal |x| ≤ 1,
@@ -41,6 +41,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "kernels/cpu/madd.h"
+
 namespace dape::cpu {
 
 // e^x in float. x > 88.72… gives +inf; x < −87.34 (result below FLT_MIN) gives 0.
@@ -56,18 +58,18 @@ inline float vec_exp(float x) {
   // Comparisons are false for NaN, so a NaN passes through to the arithmetic below.
   float xc = x > kMaxArg ? kMaxArg : x;
   xc = xc < kMinArg ? kMinArg : xc;
-  const float shifted = xc * kLog2e + kRound;
+  const float shifted = madd(xc, kLog2e, kRound);
   const float n = shifted - kRound;  // round(x / ln 2), in [-126, 128]
-  float r = xc - n * kLn2Hi;
-  r = r - n * kLn2Lo;
+  float r = madd(n, -kLn2Hi, xc);
+  r = madd(n, -kLn2Lo, r);
 
   float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float er = p * (r * r) + r + 1.0f;
+  p = madd(p, r, 1.3981999507e-3f);
+  p = madd(p, r, 8.3334519073e-3f);
+  p = madd(p, r, 4.1665795894e-2f);
+  p = madd(p, r, 1.6666665459e-1f);
+  p = madd(p, r, 5.0000001201e-1f);
+  const float er = madd(p, r * r, r) + 1.0f;
 
   // 2^n as 2^(n/2) · 2^(n − n/2): each half stays a normal float for n in [-126, 128].
   const auto ni = static_cast<int32_t>(std::bit_cast<uint32_t>(shifted) - kRoundBits);
@@ -88,12 +90,12 @@ constexpr float kCdfSmall = 0.5f;  // Φ: |x/√2| ≤ this from the polynomial 
 inline float erf_small(float z) {
   const float s = z * z;
   float p = 7.85385782e-5f;
-  p = p * s - 8.01019254e-4f;
-  p = p * s + 5.18832775e-3f;
-  p = p * s - 2.68538110e-2f;
-  p = p * s + 1.12835854e-1f;
-  p = p * s - 3.76126260e-1f;
-  p = p * s + 1.12837911e+0f;
+  p = madd(p, s, -8.01019254e-4f);
+  p = madd(p, s, 5.18832775e-3f);
+  p = madd(p, s, -2.68538110e-2f);
+  p = madd(p, s, 1.12835854e-1f);
+  p = madd(p, s, -3.76126260e-1f);
+  p = madd(p, s, 1.12837911e+0f);
   return z * p;
 }
 
@@ -106,16 +108,31 @@ inline float erfc_tail(float t, float t2, float t2_err) {
   const float u = 1.0f / (1.0f + 0.5f * t);
   const float u2 = u * u, u4 = u2 * u2, u8 = u4 * u4;
   // G(u) = Σ_k g_k u^k, k ≤ 10, in Estrin's scheme: pairs g_k + g_{k+1} u, then powers of u².
-  const float g01 = 1.00000167e+0f * u - 1.26551211e+0f;
-  const float g23 = 8.43658894e-2f * u + 3.74931067e-1f;
-  const float g45 = -1.24102384e-1f * u - 9.29685682e-2f;
-  const float g67 = -2.40341678e-1f * u - 7.49122351e-2f;
-  const float g89 = -7.63105035e-1f * u + 8.84071589e-1f;
-  const float g = ((g23 * u2 + g01) + (g67 * u2 + g45) * u4) + (2.17729032e-1f * u2 + g89) * u8;
+  const float g01 = madd(1.00000167e+0f, u, -1.26551211e+0f);
+  const float g23 = madd(8.43658894e-2f, u, 3.74931067e-1f);
+  const float g45 = madd(-1.24102384e-1f, u, -9.29685682e-2f);
+  const float g67 = madd(-2.40341678e-1f, u, -7.49122351e-2f);
+  const float g89 = madd(-7.63105035e-1f, u, 8.84071589e-1f);
+  const float g0_3 = madd(g23, u2, g01), g4_7 = madd(g67, u2, g45);
+  const float g8_10 = madd(2.17729032e-1f, u2, g89);
+  const float g = madd(g8_10, u8, madd(g4_7, u4, g0_3));
   const float arg = g - t2;
   const float back = arg - g;
   const float arg_err = (g - (arg - back)) + (-t2 - back);  // g − t2 = arg + arg_err exactly
   return u * vec_exp(arg) * (1.0f + (arg_err - t2_err));
+}
+
+// a² − round(a²), exactly: one FMA where the CPU has it, else Dekker's product (a split into
+// halves of 12 bits whose products are exact), which also vectorizes where a call to fmaf
+// would not.
+inline float square_error(float a, float a2) {
+#if defined(__FMA__)
+  return __builtin_fmaf(a, a, -a2);
+#else
+  const float c = 4097.0f * a;  // 2¹² + 1
+  const float hi = c - (c - a), lo = a - hi;
+  return ((hi * hi - a2) + 2.0f * hi * lo) + lo * lo;
+#endif
 }
 
 // |a| capped at `cap` (NaN passes through).
@@ -132,7 +149,7 @@ inline float vec_erf(float x) {
   // erfc(10) ≈ 2e-45 is below every float: capping keeps t² finite.
   const float t = abs_capped(x, 10.0f);
   const float t2 = t * t;
-  const float t2_err = std::fma(t, t, -t2);
+  const float t2_err = square_error(t, t2);
   const float big = 1.0f - erfc_tail(t, t2, t2_err);
   const float signed_big = x < 0 ? -big : big;
   return t <= kErfSmall ? erf_small(x) : signed_big;
@@ -144,7 +161,7 @@ inline float vec_normal_cdf(float x) {
   const float z = x * 0.707106781186547524f;
   const float a = abs_capped(x, 14.2f);  // |z| ≤ 10
   const float a2 = a * a;
-  const float a2_err = std::fma(a, a, -a2);
+  const float a2_err = square_error(a, a2);
   const float half_tail = 0.5f * erfc_tail(a * 0.707106781186547524f, 0.5f * a2, 0.5f * a2_err);
   const float big = x < 0 ? half_tail : 1.0f - half_tail;
   const float small = 0.5f + 0.5f * erf_small(z);
