@@ -133,5 +133,51 @@ TEST(FusedAttention, BitwiseReproducibleForAFixedThreadCount) {
     EXPECT_EQ(s.grads.at(name), a.grads.at(name)) << name;
 }
 
+// A sequence's output, log-sum-exp and dq do not depend on the other sequences of its batch:
+// the same bits alone as in a batch of three, with either implementation (a model's loss on a
+// sequence is thus the same at any micro-batch size). So are the reference's dk and dv; the fused
+// kernel's dk and dv are summed from per-thread buffers whose share of the work depends on the
+// batch (attention_fused.h), so they agree to rounding only.
+TEST(FusedAttention, ASequenceIsBitwiseIndependentOfItsBatch) {
+  AttentionCase c;
+  c.scheme = PositionScheme::kerple;
+  c.dape = true;
+  c.B = 3;
+  c.N = 97;
+  c.H = 4;
+  c.D = 16;
+  AttentionProblem batch(c, 5);
+  AttentionCase c1 = c;
+  c1.B = 1;
+  AttentionProblem alone(c1, 5);
+  const int pick = 1;  // the middle sequence
+  auto slice = [&](const std::vector<double>& v) {
+    const size_t per = v.size() / c.B;
+    return std::vector<double>(v.begin() + pick * per, v.begin() + (pick + 1) * per);
+  };
+  for (const char* name : {"q", "k", "v"}) alone.values[name] = slice(batch.values.at(name));
+  for (const auto& [name, v] : batch.values)
+    if (name != "q" && name != "k" && name != "v") alone.values[name] = v;
+  alone.grad_out = slice(batch.grad_out);
+  CpuOps ops(DType::f32, 2);
+  for (AttentionImpl impl : {AttentionImpl::fused, AttentionImpl::reference}) {
+    const char* what = impl == AttentionImpl::fused ? "fused" : "reference";
+    const auto b = batch.run(ops, true, 0.0, impl);
+    const auto a = alone.run(ops, true, 0.0, impl);
+    EXPECT_EQ(a.out, slice(b.out)) << what;
+    EXPECT_EQ(a.lse, slice(b.lse)) << what;
+    EXPECT_EQ(a.grads.at("q"), slice(b.grads.at("q"))) << what;
+    for (const char* name : {"k", "v"}) {
+      const auto want = slice(b.grads.at(name));
+      if (impl == AttentionImpl::reference) {
+        EXPECT_EQ(a.grads.at(name), want) << what << " d" << name;
+      } else {
+        for (size_t i = 0; i < want.size(); ++i)
+          ASSERT_NEAR(a.grads.at(name)[i], want[i], 1e-5) << what << " d" << name << "[" << i << "]";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dape
