@@ -118,7 +118,7 @@ in_root() {
 
 # ---- what a new user runs ---------------------------------------------------------------------
 begin install
-in_root "apt-get update -qq && bash scripts/install-deps.sh"
+in_root "bash scripts/install-deps.sh"
 end install
 
 begin demo
