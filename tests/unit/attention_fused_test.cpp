@@ -173,7 +173,8 @@ TEST(FusedAttention, ASequenceIsBitwiseIndependentOfItsBatch) {
         EXPECT_EQ(a.grads.at(name), want) << what << " d" << name;
       } else {
         for (size_t i = 0; i < want.size(); ++i)
-          ASSERT_NEAR(a.grads.at(name)[i], want[i], 1e-5) << what << " d" << name << "[" << i << "]";
+          ASSERT_NEAR(a.grads.at(name)[i], want[i], 1e-5)
+              << what << " d" << name << "[" << i << "]";
       }
     }
   }
