@@ -97,15 +97,15 @@ rm -f "$ROOT.debootstrap.log"
 rm -f "$ROOT/etc/apt/sources.list"
 python3 "$SRC/scripts/debian_mirror.py" sources --release "$RELEASE" >"$ROOT/etc/apt/sources.list.d/debian.sources"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
-for m in proc sys dev dev/pts; do
-  case $m in
-    proc) mount -t proc proc "$ROOT/proc" ;;
-    sys) mount -t sysfs sysfs "$ROOT/sys" ;;
-    dev) mount --bind /dev "$ROOT/dev" ;;
-    dev/pts) mount -t devpts devpts "$ROOT/dev/pts" 2>/dev/null || continue ;;
-  esac
-  MOUNTS+=("$ROOT/$m")
-done
+# mount_in_root DIR MOUNT-ARGS...: mounts onto $ROOT/DIR and remembers it for the clean-up.
+mount_in_root() {
+  local dir=$1; shift
+  mount "$@" "$ROOT/$dir" && MOUNTS+=("$ROOT/$dir")
+}
+mount_in_root proc -t proc proc
+mount_in_root sys -t sysfs sysfs
+mount_in_root dev --bind /dev
+mount_in_root dev/pts -t devpts devpts 2>/dev/null || true  # optional: ptys for the tests
 mkdir -p "$ROOT/root/dape"
 git -C "$SRC" archive HEAD | tar -x -C "$ROOT/root/dape"
 end debootstrap

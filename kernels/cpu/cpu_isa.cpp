@@ -54,27 +54,18 @@ std::string cpu_model_name() {
 
 }  // namespace
 
-int kernel_vector_bytes() {
-  return simd::kBytes;
-}
-
 std::string describe_cpu_isa() {
-  const char* march = DAPE_MARCH_NAME;
-  std::string s = std::string("kernels ") +
-                  (*march ? std::string("-march=") + march : "default -march") + ": " +
-                  std::to_string(simd::kBytes) + "-byte vectors (" +
-                  (simd::kBytes == 64   ? "AVX-512"
-                   : simd::kBytes == 32 ? "AVX"
-                                        : "SSE") +
-                  "), " +
+  const std::string march = DAPE_MARCH_NAME;
+  const char* vectors = simd::kBytes == 64 ? "AVX-512" : simd::kBytes == 32 ? "AVX" : "SSE";
 #if defined(__FMA__)
-                  "FMA";
+  const char* fma = "FMA";
 #else
-                  "no FMA";
+  const char* fma = "no FMA";
 #endif
-  s += std::string("; oneDNN: ") + onednn_isa_name(dnnl_get_effective_cpu_isa());
-  s += "; CPU: " + cpu_model_name();
-  return s;
+  return "kernels " + (march.empty() ? std::string("default -march") : "-march=" + march) + ": " +
+         std::to_string(simd::kBytes) + "-byte vectors (" + vectors + "), " + fma +
+         "; oneDNN: " + onednn_isa_name(dnnl_get_effective_cpu_isa()) +
+         "; CPU: " + cpu_model_name();
 }
 
 }  // namespace dape::cpu

@@ -18,7 +18,4 @@ namespace dape::cpu {
 // CPU: AMD EPYC".
 std::string describe_cpu_isa();
 
-// The width in bytes of the vectors the hand-written kernels were compiled for (16, 32 or 64).
-int kernel_vector_bytes();
-
 }  // namespace dape::cpu
